@@ -1,0 +1,7 @@
+"""sklfm: Local Flow Matching for tabular data, with a scikit-learn interface."""
+
+from ._density import LocalFlowMatching
+
+__version__ = "0.1.0"
+
+__all__ = ["LocalFlowMatching", "__version__"]

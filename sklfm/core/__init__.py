@@ -1,0 +1,20 @@
+"""The torch core of sklfm: tensors and plain settings in, no scikit-learn here."""
+
+from .block import Block, SolverSettings, TrainSettings, train_block
+from .chain import FlowChain, train_chain
+from .network import ACTIVATIONS, VelocityMLP
+from .ode import SOLVERS
+from .paths import INTERPOLANTS
+
+__all__ = [
+    "ACTIVATIONS",
+    "INTERPOLANTS",
+    "SOLVERS",
+    "Block",
+    "FlowChain",
+    "SolverSettings",
+    "TrainSettings",
+    "VelocityMLP",
+    "train_block",
+    "train_chain",
+]
