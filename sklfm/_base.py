@@ -1,13 +1,15 @@
 """The scikit-learn facade shared by the public estimators: parameters, validation, fit."""
 
 import logging
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils._set_output import _get_container_adapter
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from . import _runtime
 from ._preprocessing import Standardizer
@@ -29,6 +31,28 @@ AUTO_STEP_SIZES = dict(first=0.15, ratio=1.3, n_blocks=3)
 
 def auto_step_sizes(first, ratio, n_blocks):
     return tuple(first * ratio**k for k in range(n_blocks))
+
+
+def _is_number(value, kind):
+    """`value` is an instance of the numbers ABC `kind`, and not a bool."""
+    return isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+
+
+@contextmanager
+def _unchanged_on_error(estimator):
+    """Restore the estimator's attributes if the block raises (e.g. a failed refit).
+
+    ``validate_data(reset=True)`` sets ``n_features_in_`` and ``feature_names_in_``
+    before the data are fully checked, so without this a refit that fails on bad
+    input would leave a fitted model with the failed input's column names.
+    """
+    previous = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(previous)
+        raise
 
 
 class BaseLocalFlowMatching(BaseEstimator):
@@ -81,13 +105,28 @@ class BaseLocalFlowMatching(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Dense, finite, numeric 2-D input only; no target.
+        tags.input_tags.two_d_array = True
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.input_tags.categorical = False
+        tags.input_tags.string = False
+        tags.target_tags.required = False
+        tags.requires_fit = True
+        # With an integer random_state a CPU fit is bit-for-bit reproducible, and
+        # every output row depends on that row only (fixed-step solvers).
+        tags.non_deterministic = False
+        return tags
+
     # --- parameter checks that the declarative constraints cannot express ---
 
     def _check_step_sizes(self):
         if isinstance(self.step_sizes, str):
             return auto_step_sizes(**AUTO_STEP_SIZES)
         steps = tuple(self.step_sizes)
-        if not all(isinstance(h, Real) and np.isfinite(h) and h > 0 for h in steps):
+        if not all(_is_number(h, Real) and np.isfinite(h) and h > 0 for h in steps):
             raise ValueError(
                 "step_sizes must be 'auto' or a tuple of positive finite OU step sizes "
                 f"(empty for global flow matching); got {self.step_sizes!r}."
@@ -96,8 +135,8 @@ class BaseLocalFlowMatching(BaseEstimator):
 
     def _check_hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
-        sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
-        if not sizes or not all(isinstance(s, Integral) and s >= 1 for s in sizes):
+        sizes = (sizes,) if _is_number(sizes, Integral) else tuple(sizes)
+        if not sizes or not all(_is_number(s, Integral) and s >= 1 for s in sizes):
             raise ValueError(
                 "hidden_layer_sizes must be a positive integer or a non-empty tuple of "
                 f"positive integers; got {self.hidden_layer_sizes!r}."
@@ -125,13 +164,18 @@ class BaseLocalFlowMatching(BaseEstimator):
         self : object
             The fitted estimator.
         """
+        with _unchanged_on_error(self):
+            self._fit(X)
+        return self
+
+    def _fit(self, X):
         step_sizes = self._check_step_sizes()
         hidden = self._check_hidden_layer_sizes()
         device = _runtime.resolve_device(self.device)
-        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
+        X = self._validate_X(X, reset=True)
 
-        standardizer = Standardizer().fit(X)
-        data = _runtime.to_tensor(standardizer.transform(X), device, _runtime.TRAIN_DTYPE)
+        standardizer, rows = self._fit_preprocessing(X)
+        data = _runtime.to_tensor(rows, device, _runtime.TRAIN_DTYPE)
         chain, losses = train_chain(
             data,
             step_sizes,
@@ -153,18 +197,73 @@ class BaseLocalFlowMatching(BaseEstimator):
         self.loss_curve_ = losses
         self.n_iter_ = self.max_iter
         self.device_ = device
-        return self
+
+    # --- preprocessing hooks (LocalFlowMatchingOutlierDetector overrides them) ---
+
+    def _fit_preprocessing(self, X):
+        """Fit the column preprocessing on X; return it and the rows the blocks train on."""
+        standardizer = Standardizer().fit(X)
+        return standardizer, standardizer.transform(X)
+
+    def _preprocessing_log_det(self, X):
+        """Log-Jacobian of the fitted preprocessing at the rows of X (scalar or per row)."""
+        return self.standardizer_.log_det_
 
     def _log_block(self, index, block, losses):
         kind = "free block" if block.step_size is None else f"OU block h={block.step_size:.4g}"
         tail = losses[-max(1, len(losses) // 10) :].mean()
         logger.info("block %d (%s): final loss %.5f", index + 1, kind, tail)
 
-    # --- exact paths shared by the public estimators ---
+    # --- input and output containers ---
+
+    def _validate_X(self, X, reset):
+        """validate_data with float64 output and a clear message for non-numeric columns."""
+        try:
+            # C order: the same numbers whether X came as an array or a DataFrame
+            # (column means are summed in a layout-dependent order).
+            return validate_data(
+                self,
+                X,
+                dtype=np.float64,
+                order="C",
+                reset=reset,
+                ensure_min_samples=2 if reset else 1,
+            )
+        except ValueError as exc:
+            if not str(exc).startswith("could not convert"):
+                raise
+            dtypes = getattr(X, "dtypes", None)
+            columns = (
+                [str(name) for name, dtype in dtypes.items() if dtype.kind not in "biuf"]
+                if hasattr(dtypes, "items")
+                else []
+            )
+            where = f" Non-numeric columns: {columns}." if columns else ""
+            raise ValueError(
+                f"{type(self).__name__} requires numeric input ({exc}).{where} Encode "
+                "categorical or string columns first, e.g. with "
+                "sklearn.preprocessing.OrdinalEncoder in a ColumnTransformer."
+            ) from exc
 
     def _validated(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, dtype=np.float64, reset=False)
+        return self._validate_X(X, reset=False)
+
+    def _wrap_data_output(self, X, X_original=None):
+        """Return rows in data space in the container configured by set_output.
+
+        scikit-learn's set_output only wraps ``transform``; samples and inverse
+        transforms live in the space of the fitted columns, so with pandas (or
+        polars) output configured they come back as a DataFrame whose columns are
+        ``feature_names_in_`` (``x0, x1, ...`` when fitted without names).
+        """
+        adapter = _get_container_adapter("transform", self)
+        if adapter is None:
+            return X
+        columns = _check_feature_names_in(self, None)
+        return adapter.create_container(X, X_original, columns=columns, inplace=False)
+
+    # --- exact paths shared by the public estimators ---
 
     def _exact_tensor(self, U):
         return _runtime.to_tensor(U, self.device_, _runtime.EXACT_DTYPE)
@@ -185,7 +284,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         X = self._validated(X)
         U = self._exact_tensor(self.standardizer_.transform(X))
         log_prob = self.chain_.log_prob(U, self._solver_settings())
-        return _runtime.to_numpy(log_prob) + self.standardizer_.log_det_
+        return _runtime.to_numpy(log_prob) + self._preprocessing_log_det(X)
 
     def _latent_to_data(self, Z):
         X = self.chain_.pull(self._exact_tensor(Z), self._solver_settings())
@@ -193,7 +292,7 @@ class BaseLocalFlowMatching(BaseEstimator):
 
     def _check_latent(self, Z):
         check_is_fitted(self)
-        Z = check_array(Z, dtype=np.float64)
+        Z = check_array(Z, dtype=np.float64, order="C", input_name="Z")
         if Z.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"Z has {Z.shape[1]} features, but {type(self).__name__} is expecting "

@@ -3,7 +3,7 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import TransformerMixin
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, DensityMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -11,7 +11,9 @@ from . import _runtime
 from ._base import BaseLocalFlowMatching
 
 
-class LocalFlowMatching(TransformerMixin, BaseLocalFlowMatching):
+class LocalFlowMatching(
+    DensityMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseLocalFlowMatching
+):
     """Local Flow Matching density model (Xu, Cheng & Xie, 2024).
 
     The data are carried to N(0, I) by a chain of short flow-matching
@@ -94,6 +96,18 @@ class LocalFlowMatching(TransformerMixin, BaseLocalFlowMatching):
     (5, 2)
     """
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Latent codes are float64 whatever the input dtype.
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags
+
+    @property
+    def _n_features_out(self):
+        # Used by get_feature_names_out: the latent codes are named
+        # "localflowmatching0", ... because each mixes all input columns.
+        return self.n_features_in_
+
     def score(self, X, y=None):
         """Mean log-likelihood of X, in nats (higher is better).
 
@@ -120,6 +134,8 @@ class LocalFlowMatching(TransformerMixin, BaseLocalFlowMatching):
         Returns
         -------
         Z : ndarray of shape (n_samples, n_features)
+            float64 codes; a DataFrame with columns ``get_feature_names_out()``
+            under ``set_output(transform="pandas")``.
         """
         X = self._validated(X)
         U = self._exact_tensor(self.standardizer_.transform(X))
@@ -134,9 +150,12 @@ class LocalFlowMatching(TransformerMixin, BaseLocalFlowMatching):
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features)
+        X : ndarray or DataFrame of shape (n_samples, n_features)
+            float64 rows in the units of the training data; a DataFrame with
+            the fitted column names when pandas output is configured
+            (``set_output(transform="pandas")`` or the global config).
         """
-        return self._latent_to_data(self._check_latent(Z))
+        return self._wrap_data_output(self._latent_to_data(self._check_latent(Z)), Z)
 
     def sample(self, n_samples=1, random_state=None):
         """Draw rows from the model.
@@ -150,10 +169,13 @@ class LocalFlowMatching(TransformerMixin, BaseLocalFlowMatching):
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features)
+        X : ndarray or DataFrame of shape (n_samples, n_features)
+            float64 rows in the units of the training data; a DataFrame with
+            the fitted column names when pandas output is configured.
         """
         check_is_fitted(self)
         if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        return self._latent_to_data(rng.standard_normal((int(n_samples), self.n_features_in_)))
+        Z = rng.standard_normal((int(n_samples), self.n_features_in_))
+        return self._wrap_data_output(self._latent_to_data(Z))

@@ -1,0 +1,399 @@
+"""Anomaly detection on the 20 ADBench "Classical" sets (issue 4).
+
+Protocol (../shared/data/README.md): for each set and each seed, a stratified
+70/30 split; every detector is fitted on the training part WITHOUT labels (it
+contains anomalies, as in practice) and ranks the held-out part; we report ROC
+AUC and average precision of that ranking. Every method sees the same splits.
+One fixed set of hyperparameters per method for all sets: no per-set tuning.
+
+Methods and their preprocessing
+-------------------------------
+- ``LFM-OD``: ``sklfm.LocalFlowMatchingOutlierDetector`` with its defaults
+  (robust scaling + asinh, noise smoothing and dequantization are built in).
+- ``LFM-OD (plain)``: the same detector with the robustness measures off
+  (``scaling="standard", noise_scale=0, dequantize=False``); ablation only,
+  run with ``--ablation``.
+- ``IsolationForest``: scikit-learn defaults, raw features (scale-invariant).
+- ``LOF``: ``LocalOutlierFactor(novelty=True)``, defaults (20 neighbours), on
+  StandardScaler features.
+- ``EllipticEnvelope``: defaults (MCD, support_fraction=None), on
+  StandardScaler features.
+- ``GMM``: ``GaussianMixture`` with full covariances and ``reg_covar=1e-3``;
+  the number of components (1 to 5) is picked by BIC on the training part; on
+  StandardScaler features.
+- ``KDE``: Gaussian ``KernelDensity`` with Scott's bandwidth, on StandardScaler
+  features.
+- ``ECOD``: PyOD's ECOD (parameter-free), raw features.
+- ``AutoEncoder``: PyOD's AutoEncoder with its defaults (its own
+  standardization, hidden 64-32, 10 epochs).
+The PyOD methods run only when ``pyod`` imports (``pip install -e .[bench]``).
+
+Usage
+-----
+    python benchmarks/adbench.py                     # all methods, 3 seeds
+    python benchmarks/adbench.py --ablation          # + LFM-OD variants
+    python benchmarks/adbench.py --write-docs        # replace the section in docs/benchmarks.md
+
+Results are cached, one JSON line per (method, set, seed), in ``--results``
+(so an interrupted run resumes); the Markdown section is printed, and written to
+docs/benchmarks.md with ``--write-docs``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "adbench"
+DOCS = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Anomaly detection: ADBench (issue 4)"
+
+# Ablations of the detector's robustness measures (each one switched off alone,
+# and all of them off). Keys are the method names used in the tables.
+ABLATIONS = {
+    "LFM-OD (plain)": dict(scaling="standard", noise_scale=0.0, dequantize=False),
+    "LFM-OD (no noise)": dict(noise_scale=0.0),
+    "LFM-OD (no dequant.)": dict(dequantize=False),
+    "LFM-OD (standard scaling)": dict(scaling="standard"),
+}
+
+# --- the detectors: each returns a fitted object and an "abnormality" scorer ---
+
+
+def _scaled(model):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), model)
+
+
+def _lfm(seed, **params):
+    from sklfm import LocalFlowMatchingOutlierDetector
+
+    return LocalFlowMatchingOutlierDetector(random_state=seed, **params)
+
+
+class _BICGaussianMixture(BaseEstimator):
+    """GaussianMixture whose number of components (1..5) is chosen by BIC."""
+
+    def __init__(self, seed=0):
+        self.seed = seed
+
+    def fit(self, X, y=None):
+        from sklearn.mixture import GaussianMixture
+
+        best = None
+        for k in range(1, 6):
+            if k > len(X) // 2:
+                break
+            gmm = GaussianMixture(
+                k, covariance_type="full", reg_covar=1e-3, random_state=self.seed
+            ).fit(X)
+            bic = gmm.bic(X)
+            if best is None or bic < best[0]:
+                best = (bic, gmm)
+        self.model_ = best[1]
+        return self
+
+    def score_samples(self, X):
+        return self.model_.score_samples(X)
+
+
+def _make(method, seed):
+    """(estimator, scorer): scorer(est, X) gives higher = more abnormal."""
+    from sklearn.covariance import EllipticEnvelope
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import KernelDensity, LocalOutlierFactor
+
+    neg = lambda est, X: -est.score_samples(X)  # noqa: E731
+    if method == "LFM-OD":
+        return _lfm(seed), neg
+    if method in ABLATIONS:
+        return _lfm(seed, **ABLATIONS[method]), neg
+    if method == "IsolationForest":
+        return IsolationForest(random_state=seed), neg
+    if method == "LOF":
+        return _scaled(LocalOutlierFactor(novelty=True)), neg
+    if method == "EllipticEnvelope":
+        return _scaled(EllipticEnvelope(random_state=seed)), neg
+    if method == "GMM":
+        return _scaled(_BICGaussianMixture(seed)), neg
+    if method == "KDE":
+        return _scaled(KernelDensity(bandwidth="scott")), neg
+    if method == "ECOD":
+        from pyod.models.ecod import ECOD
+
+        return ECOD(), lambda est, X: est.decision_function(X)
+    if method == "AutoEncoder":
+        from pyod.models.auto_encoder import AutoEncoder
+
+        return AutoEncoder(random_state=seed, verbose=0), lambda est, X: est.decision_function(X)
+    raise ValueError(f"unknown method {method!r}")
+
+
+def _pyod_available():
+    try:
+        import pyod.models.auto_encoder  # noqa: F401
+        import pyod.models.ecod  # noqa: F401
+    except Exception:  # any import failure: optional extra missing or broken
+        return False
+    return True
+
+
+# --- one job: one method on one split ---
+
+
+def split(X, y, seed):
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
+
+
+def run_job(method, name, seed, threads=1):
+    import torch
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    torch.set_num_threads(threads)
+    data = np.load(DATA / f"{name}.npz")
+    X, y = data["X"].astype(np.float64), data["y"].astype(int)
+    X_train, X_test, _, y_test = split(X, y, seed)
+    est, scorer = _make(method, seed)
+    start = time.perf_counter()
+    error = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X_train)
+            score = np.asarray(scorer(est, X_test), dtype=np.float64)
+    except Exception as exc:  # a baseline that fails on a set is recorded, not fatal
+        error = f"{type(exc).__name__}: {exc}"
+        score = np.zeros(len(X_test))
+    seconds = time.perf_counter() - start
+    finite = bool(np.all(np.isfinite(score)))
+    # Non-finite scores rank as the most abnormal (+inf) or least (-inf/NaN): explicit.
+    score = np.nan_to_num(score, nan=-np.inf)
+    score = np.clip(score, -np.finfo(float).max, np.finfo(float).max)
+    return dict(
+        method=method,
+        dataset=name,
+        seed=seed,
+        auroc=float(roc_auc_score(y_test, score)),
+        ap=float(average_precision_score(y_test, score)),
+        seconds=seconds,
+        finite=finite,
+        error=error,
+    )
+
+
+# --- tables ---
+
+
+def _short(name):
+    return name.split("_", 1)[1]
+
+
+def summarize(rows, methods, names):
+    """Per-set means, overall means, average ranks and total times."""
+    from scipy.stats import rankdata
+
+    table = {m: {n: {} for n in names} for m in methods}
+    seconds = {m: 0.0 for m in methods}
+    errors = {m: 0 for m in methods}
+    for r in rows:
+        if r["method"] in table and r["dataset"] in table[r["method"]]:
+            cell = table[r["method"]][r["dataset"]]
+            cell.setdefault("auroc", []).append(r["auroc"])
+            cell.setdefault("ap", []).append(r["ap"])
+            seconds[r["method"]] += r["seconds"]
+            errors[r["method"]] += r["error"] is not None
+    mean = {
+        key: np.array([[np.mean(table[m][n][key]) for n in names] for m in methods])
+        for key in ("auroc", "ap")
+    }
+    ranks = {
+        key: np.array([rankdata(-mean[key][:, j]) for j in range(len(names))]).T
+        for key in ("auroc", "ap")
+    }
+    return mean, ranks, seconds, errors
+
+
+def markdown(rows, methods, names, seeds, command, elapsed):
+    mean, ranks, seconds, errors = summarize(rows, methods, names)
+    lines = [SECTION, ""]
+    lines += [
+        "Protocol (`../shared/data/README.md`): for each of the 20 ADBench \"Classical\" sets and "
+        f"each seed in {list(seeds)}, a stratified 70/30 split; every detector is fitted on the "
+        "unlabeled training part (anomalies included) and ranks the held-out part. Numbers are "
+        "means over the seeds. All methods see the same splits; one fixed set of "
+        "hyperparameters per method for every set (no per-set tuning).",
+        "",
+        "Baselines and their preprocessing: IsolationForest (sklearn defaults, raw features); "
+        "LOF (`novelty=True`, 20 neighbours), EllipticEnvelope (defaults), GMM (full "
+        "covariance, `reg_covar=1e-3`, 1-5 components picked by BIC) and KDE (Gaussian, "
+        "Scott bandwidth) on StandardScaler features; PyOD ECOD (raw features) and PyOD "
+        "AutoEncoder (its defaults, including its own standardization).",
+        "",
+        "### Summary",
+        "",
+        "| method | mean AUROC | mean AP | avg rank (AUROC) | avg rank (AP) | wall time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    order = np.argsort(ranks["auroc"].mean(axis=1))
+    for i in order:
+        m = methods[i]
+        note = f" ({errors[m]} failed fits)" if errors[m] else ""
+        lines.append(
+            f"| {m}{note} | {mean['auroc'][i].mean():.4f} | {mean['ap'][i].mean():.4f} | "
+            f"{ranks['auroc'][i].mean():.2f} | {ranks['ap'][i].mean():.2f} | "
+            f"{seconds[m]:.0f} |"
+        )
+    lines += [
+        "",
+        "Wall time: fit + scoring, summed over all sets and seeds (one thread per job). Average "
+        "rank: per set, methods ranked by mean AUROC (resp. AP), 1 = best, ties averaged.",
+        "",
+    ]
+    for key, title in (("auroc", "ROC AUC"), ("ap", "Average precision")):
+        lines += [f"### {title} per set (mean over seeds)", ""]
+        lines.append("| set | " + " | ".join(methods[i] for i in order) + " |")
+        lines.append("|---" * (len(methods) + 1) + "|")
+        for j, n in enumerate(names):
+            best = mean[key][:, j].max()
+            cells = []
+            for i in order:
+                v = mean[key][i, j]
+                cells.append(f"**{v:.3f}**" if np.isclose(v, best) else f"{v:.3f}")
+            lines.append(f"| {_short(n)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [
+        "### How it was run",
+        "",
+        f"Command: `{command}` (total elapsed {elapsed / 60:.1f} min).",
+        "",
+        f"Machine: {machine_info()}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def machine_info():
+    import sklearn
+    import torch
+
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        cpu = platform.processor() or "unknown CPU"
+    extra = ""
+    try:
+        import pyod
+
+        extra = f", pyod {pyod.__version__}"
+    except Exception:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, no GPU used; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, scikit-learn {sklearn.__version__}{extra}"
+    )
+
+
+def write_docs(section):
+    """Replace (or append) this benchmark's section in docs/benchmarks.md; other sections stay."""
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    lines = text.splitlines()
+    try:
+        start = lines.index(SECTION)
+    except ValueError:
+        new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    else:
+        end = next(
+            (k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines)
+        )
+        kept_after = lines[end:]
+        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + kept_after)
+        new = new.rstrip("\n") + "\n"
+    DOCS.write_text(new)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--datasets", nargs="+", help="subset of set names (default: all)")
+    parser.add_argument("--methods", nargs="+", help="subset of methods (default: all)")
+    parser.add_argument("--ablation", action="store_true", help="add the LFM-OD ablations")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel processes, 1 thread each")
+    parser.add_argument("--results", default="adbench_results.jsonl", help="JSON-lines cache")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args(argv)
+
+    if not DATA.is_dir():
+        print(f"ADBench data not found at {DATA}; skipping.")
+        return 0
+    names = sorted(p.stem for p in DATA.glob("*.npz"))
+    if args.datasets:
+        names = [n for n in names if n in args.datasets or _short(n) in args.datasets]
+    methods = ["LFM-OD", "IsolationForest", "LOF", "EllipticEnvelope", "GMM", "KDE"]
+    if _pyod_available():
+        methods += ["ECOD", "AutoEncoder"]
+    else:
+        print("pyod not importable: ECOD and AutoEncoder skipped (pip install -e .[bench]).")
+    if args.ablation:
+        methods += list(ABLATIONS)
+    if args.methods:
+        methods = [m for m in methods if m in args.methods]
+
+    results = Path(args.results)
+    done = []
+    if results.exists():
+        done = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    have = {(r["method"], r["dataset"], r["seed"]) for r in done}
+    todo = [
+        (m, n, s)
+        for m in methods
+        for n in names
+        for s in args.seeds
+        if (m, n, s) not in have
+    ]
+    # Longest jobs first (the flows on the biggest sets) so the pool stays busy.
+    todo.sort(key=lambda job: (not job[0].startswith("LFM"), -os.path.getsize(DATA / f"{job[1]}.npz")))
+    start = time.perf_counter()
+    with results.open("a") as out, ProcessPoolExecutor(max(1, args.jobs)) as pool:
+        futures = [pool.submit(run_job, *job) for job in todo]
+        for k, future in enumerate(futures, 1):
+            row = future.result()
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            done.append(row)
+            print(
+                f"[{k}/{len(todo)}] {row['method']:28s} {row['dataset']:18s} seed {row['seed']} "
+                f"AUROC {row['auroc']:.3f} AP {row['ap']:.3f} {row['seconds']:.1f}s"
+                + (f"  ERROR {row['error']}" if row["error"] else ""),
+                flush=True,
+            )
+    elapsed = time.perf_counter() - start
+    rows = [r for r in done if r["seed"] in args.seeds]
+    command = "python benchmarks/adbench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    section = markdown(rows, methods, names, args.seeds, command.strip(), elapsed)
+    print(section)
+    if args.write_docs:
+        write_docs(section)
+        print(f"wrote {DOCS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
