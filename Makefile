@@ -11,11 +11,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 PIP    := $(BIN)/python -m pip
+# Extra demo options, e.g. make demo DEMO_ARGS="--out /tmp/demo.png --toy rings"
+DEMO_ARGS ?=
 
 .PHONY: demo test clean-venv
 
 demo: $(VENV)/.stamp-demo
-	$(BIN)/python -m sklfm demo
+	$(BIN)/python -m sklfm demo $(DEMO_ARGS)
 
 test: $(VENV)/.stamp-test
 	$(BIN)/python -m pytest -q tests

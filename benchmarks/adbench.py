@@ -34,26 +34,34 @@ Usage
     python benchmarks/adbench.py --ablation          # + LFM-OD variants
     python benchmarks/adbench.py --write-docs        # replace the section in docs/benchmarks.md
 
-Results are cached, one JSON line per (method, set, seed), in ``--results``
-(so an interrupted run resumes); the Markdown section is printed, and written to
-docs/benchmarks.md with ``--write-docs``.
+With ``--results FILE`` every finished job is appended to FILE as one JSON
+line and jobs already there are not rerun (resume; the reported total run time
+then covers the new jobs only). The Markdown section is printed, and replaces
+this benchmark's section of docs/benchmarks.md with ``--write-docs``. Data:
+``../shared/data/adbench/`` (or ``$SKLFM_DATA/adbench``); skipped with a
+message when absent.
 """
 
 import argparse
 import json
 import os
 import platform
+import shlex
+import subprocess
 import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import DataUnavailable, adbench_names, load_adbench  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "adbench"
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Anomaly detection: ADBench (issue 4)"
 
@@ -161,10 +169,11 @@ def split(X, y, seed):
 def run_job(method, name, seed, threads=1):
     import torch
     from sklearn.metrics import average_precision_score, roc_auc_score
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
-    data = np.load(DATA / f"{name}.npz")
-    X, y = data["X"].astype(np.float64), data["y"].astype(int)
+    threadpool_limits(threads)
+    X, y = load_adbench(name)
     X_train, X_test, _, y_test = split(X, y, seed)
     est, scorer = _make(method, seed)
     start = time.perf_counter()
@@ -226,11 +235,19 @@ def summarize(rows, methods, names):
     return mean, ranks, seconds, errors
 
 
-def markdown(rows, methods, names, seeds, command, elapsed):
+def markdown(rows, methods, names, seeds, command, elapsed, machine, jobs):
     mean, ranks, seconds, errors = summarize(rows, methods, names)
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [SECTION, ""]
     lines += [
-        "Protocol (`../shared/data/README.md`): for each of the 20 ADBench \"Classical\" sets and "
+        f"Command: `{command}`  ",
+        f"Date: {date}; total run time {elapsed / 60:.1f} min ({jobs} parallel jobs, one "
+        "thread each)  ",
+        f"Machine: {machine}  ",
+        f"Code: {code_version()}  ",
+        f"LocalFlowMatchingOutlierDetector defaults used: {detector_defaults()}",
+        "",
+        f"Protocol (`../shared/data/README.md`): for each of the {len(names)} ADBench \"Classical\" sets and "
         f"each seed in {list(seeds)}, a stratified 70/30 split; every detector is fitted on the "
         "unlabeled training part (anomalies included) and ranks the held-out part. Numbers are "
         "means over the seeds. All methods see the same splits; one fixed set of "
@@ -274,15 +291,31 @@ def markdown(rows, methods, names, seeds, command, elapsed):
                 cells.append(f"**{v:.3f}**" if np.isclose(v, best) else f"{v:.3f}")
             lines.append(f"| {_short(n)} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += [
-        "### How it was run",
-        "",
-        f"Command: `{command}` (total elapsed {elapsed / 60:.1f} min).",
-        "",
-        f"Machine: {machine_info()}.",
-        "",
-    ]
     return "\n".join(lines)
+
+
+def detector_defaults():
+    """The detector defaults in force (they may be retuned; the record keeps them)."""
+    from sklfm import LocalFlowMatchingOutlierDetector
+
+    skip = {"random_state", "verbose", "device"}
+    params = LocalFlowMatchingOutlierDetector().get_params()
+    return "`" + ", ".join(f"{k}={v!r}" for k, v in sorted(params.items()) if k not in skip) + "`"
+
+
+def code_version():
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "sklfm"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"git {head}" + (" + uncommitted changes in sklfm/" if dirty else "")
 
 
 def machine_info():
@@ -304,9 +337,14 @@ def machine_info():
         extra = f", pyod {pyod.__version__}"
     except Exception:
         pass
+    try:
+        load = " (load average at start: %.1f, %.1f, %.1f)" % os.getloadavg()
+    except OSError:
+        load = ""
     return (
-        f"{cpu}, {os.cpu_count()} cores, no GPU used; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, scikit-learn {sklearn.__version__}{extra}"
+        f"{cpu}, {os.cpu_count()} cores{load}, no GPU used; Python "
+        f"{platform.python_version()}, torch {torch.__version__}, scikit-learn "
+        f"{sklearn.__version__}, numpy {np.__version__}{extra}"
     )
 
 
@@ -336,14 +374,21 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", help="subset of methods (default: all)")
     parser.add_argument("--ablation", action="store_true", help="add the LFM-OD ablations")
     parser.add_argument("--jobs", type=int, default=2, help="parallel processes, 1 thread each")
-    parser.add_argument("--results", default="adbench_results.jsonl", help="JSON-lines cache")
+    parser.add_argument(
+        "--results", help="JSON-lines file of finished jobs: reused and appended to (resume)"
+    )
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
 
-    if not DATA.is_dir():
-        print(f"ADBench data not found at {DATA}; skipping.")
+    try:
+        names = adbench_names()
+    except DataUnavailable as exc:
+        print(f"skipped: {exc}")
         return 0
-    names = sorted(p.stem for p in DATA.glob("*.npz"))
+    if not names:
+        print("skipped: no ADBench sets found")
+        return 0
+    machine = machine_info()
     if args.datasets:
         names = [n for n in names if n in args.datasets or _short(n) in args.datasets]
     methods = ["LFM-OD", "IsolationForest", "LOF", "EllipticEnvelope", "GMM", "KDE"]
@@ -356,9 +401,9 @@ def main(argv=None):
     if args.methods:
         methods = [m for m in methods if m in args.methods]
 
-    results = Path(args.results)
+    results = Path(args.results) if args.results else None
     done = []
-    if results.exists():
+    if results is not None and results.exists():
         done = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     have = {(r["method"], r["dataset"], r["seed"]) for r in done}
     todo = [
@@ -369,14 +414,17 @@ def main(argv=None):
         if (m, n, s) not in have
     ]
     # Longest jobs first (the flows on the biggest sets) so the pool stays busy.
-    todo.sort(key=lambda job: (not job[0].startswith("LFM"), -os.path.getsize(DATA / f"{job[1]}.npz")))
+    size = {n: np.prod(load_adbench(n)[0].shape) for n in names}
+    todo.sort(key=lambda job: (not job[0].startswith("LFM"), -size[job[1]]))
     start = time.perf_counter()
-    with results.open("a") as out, ProcessPoolExecutor(max(1, args.jobs)) as pool:
+    out = results.open("a") if results is not None else None
+    with ProcessPoolExecutor(max(1, args.jobs)) as pool:
         futures = [pool.submit(run_job, *job) for job in todo]
         for k, future in enumerate(futures, 1):
             row = future.result()
-            out.write(json.dumps(row) + "\n")
-            out.flush()
+            if out is not None:
+                out.write(json.dumps(row) + "\n")
+                out.flush()
             done.append(row)
             print(
                 f"[{k}/{len(todo)}] {row['method']:28s} {row['dataset']:18s} seed {row['seed']} "
@@ -385,9 +433,11 @@ def main(argv=None):
                 flush=True,
             )
     elapsed = time.perf_counter() - start
+    if out is not None:
+        out.close()
     rows = [r for r in done if r["seed"] in args.seeds]
-    command = "python benchmarks/adbench.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    section = markdown(rows, methods, names, args.seeds, command.strip(), elapsed)
+    command = shlex.join(["python", "benchmarks/adbench.py", *(argv if argv is not None else sys.argv[1:])])
+    section = markdown(rows, methods, names, args.seeds, command, elapsed, machine, args.jobs)
     print(section)
     if args.write_docs:
         write_docs(section)

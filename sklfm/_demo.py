@@ -129,7 +129,9 @@ def _compare(X_train, X_val, X_test, params, seed):
     )
     for name, (score_samples, fit_s, label) in baselines.items():
         t0 = time.perf_counter()
-        rows.append((name, float(np.mean(score_samples(X_test))), fit_s, time.perf_counter() - t0, label))
+        rows.append(
+            (name, float(np.mean(score_samples(X_test))), fit_s, time.perf_counter() - t0, label)
+        )
 
     print(f"  {'method':<18} {'test loglik':>11} {'fit s':>7} {'score s':>8}  settings")
     for name, score, fit_s, score_s, label in rows:
@@ -162,8 +164,10 @@ def _toy_figure(path, name, X_train, lfm, baselines, n_grid, seed):
     axes[1].scatter(samples[:, 0], samples[:, 1], color="C0", **scatter)
     axes[1].set_title(f"LocalFlowMatching samples ({len(samples):,})")
     vmax = max(d.max() for _, d in densities)
-    for ax, (title, dens) in zip(axes[2:], densities):
-        ax.pcolormesh(gx, gy, dens.reshape(n_grid, n_grid), shading="auto", cmap="magma", vmin=0, vmax=vmax)
+    for ax, (title, dens) in zip(axes[2:], densities, strict=True):
+        ax.pcolormesh(
+            gx, gy, dens.reshape(n_grid, n_grid), shading="auto", cmap="magma", vmin=0, vmax=vmax
+        )
         ax.set_title(title)
     for ax in axes:
         ax.set_xlim(lo[0], hi[0])
@@ -171,7 +175,9 @@ def _toy_figure(path, name, X_train, lfm, baselines, n_grid, seed):
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("sklfm demo: data, LocalFlowMatching samples, and learned densities (same color scale)")
+    fig.suptitle(
+        "sklfm demo: data, LocalFlowMatching samples, and learned densities (same color scale)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -225,14 +231,16 @@ def run_demo(args):
     path = data_dir(args.data) / "density" / "protein.csv.gz"
     if not path.is_file():
         print(
-            f"\n[2/2] protein: skipped, {path} not found (put the shared data beside the repository "
-            "as ../shared/data, or set SKLFM_DATA / --data)."
+            f"\n[2/2] protein: skipped, {path} not found (put the shared data beside the "
+            "repository as ../shared/data, or set SKLFM_DATA / --data)."
         )
     else:
         import pandas as pd
 
         X = pd.read_csv(path, header=None).to_numpy(dtype=np.float64)
-        X_train, X_val, X_test = _split(X, (args.real_train, args.real_val, args.real_test), args.seed)
+        X_train, X_val, X_test = _split(
+            X, (args.real_train, args.real_val, args.real_test), args.seed
+        )
         print(
             f"\n[2/2] protein (UCI CASP, {X.shape[1]} columns incl. the target): random "
             f"{len(X_train):,} train / {len(X_val):,} validation / {len(X_test):,} test rows "
@@ -251,16 +259,31 @@ def build_parser():
         description="Fit LocalFlowMatching on a 2-D toy and on the protein table, next to "
         "GaussianMixture and KernelDensity; write a figure of the toy fit.",
     )
-    parser.add_argument("--out", default="sklfm_demo.png", help="figure path (default: %(default)s)")
-    parser.add_argument("--toy", default="pinwheel", choices=["checkerboard", "pinwheel", "spirals", "rings"])
-    parser.add_argument("--max-iter", type=int, default=DEMO_PARAMS["max_iter"], help="LFM gradient steps per block (default: %(default)s)")
+    parser.add_argument(
+        "--out", default="sklfm_demo.png", help="figure path (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--toy", default="pinwheel", choices=["checkerboard", "pinwheel", "spirals", "rings"]
+    )
+    parser.add_argument(
+        "--max-iter",
+        type=int,
+        default=DEMO_PARAMS["max_iter"],
+        help="LFM gradient steps per block (default: %(default)s)",
+    )
     parser.add_argument("--toy-train", type=int, default=5000)
     parser.add_argument("--toy-test", type=int, default=2000, help="validation and test rows each")
     parser.add_argument("--real-train", type=int, default=10000)
     parser.add_argument("--real-val", type=int, default=2000)
     parser.add_argument("--real-test", type=int, default=2000)
-    parser.add_argument("--grid", type=int, default=80, help="density grid points per axis in the figure")
-    parser.add_argument("--data", default=None, help="shared data folder (holding density/); default: $SKLFM_DATA or ../shared/data")
+    parser.add_argument(
+        "--grid", type=int, default=80, help="density grid points per axis in the figure"
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="shared data folder (holding density/); default: $SKLFM_DATA or ../shared/data",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -275,7 +298,9 @@ def build_parser():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] != "demo":
-        print("usage: python -m sklfm demo [options]   (python -m sklfm demo --help)", file=sys.stderr)
+        print(
+            "usage: python -m sklfm demo [options]   (python -m sklfm demo --help)", file=sys.stderr
+        )
         return 2
     run_demo(build_parser().parse_args(argv[1:]))
     return 0

@@ -1,0 +1,610 @@
+"""Speed and memory of training and exact scoring (issue 5), measured in one run on one machine.
+
+What is measured (all in this one process, except item 5 which runs in a
+fresh subprocess so that its peak memory is its own):
+
+1. Dense matmul throughput of the machine: the best of a few large square
+   float32 (and float64) matmuls, at 1 and 2 torch threads.
+2. Training throughput of the default velocity network at the default batch
+   size: ``sklfm.core.train_block`` on random data with d = 10. FLOPs are
+   counted as 6 x (number of parameters) per training row: 2 per weight for
+   the forward multiply-add and 4 for the backward (gradients with respect to
+   the activations and to the weights). This slightly overcounts (the first
+   layer's input gradient is not needed, bias adds are counted as
+   multiply-adds) and ignores the elementwise work and the optimizer.
+   Reported as rows/s, achieved FLOP/s and the ratio to item 1 at the same
+   thread count.
+3. ``score_samples`` throughput at d = 6, 16 and 43 (default network, default
+   "auto" blocks, RK4 with 8 steps per block), next to the reference method
+   written here: the same network, solver, steps and row chunks, with the
+   trace of dv/dx by d autograd backward passes (one per output coordinate,
+   as in the LFM/FFJORD reference code, without ``create_graph``). The
+   values must agree (max abs difference reported).
+4. Solver accuracy on a trained model (default parameters on the protein
+   table of ``../shared/data/density``, or a 2-D toy without it): the error
+   of each fixed-step solve of the log-likelihood against RK4 with 256 steps
+   per block, mean and max over held-out rows; the smallest RK4 step count
+   within 0.01 nats; Euler with 150 steps (the reference's setting) for
+   comparison. Also fit time against the number of training rows.
+5. ``score_samples`` on 1,000,000 x 10 rows in a subprocess: rows/s and the
+   peak resident memory (``resource.getrusage`` ru_maxrss, which sees torch's
+   allocations), with a small network (timed) and with the default network
+   (memory only: one block, one Euler step; a chunk's memory does not depend
+   on the number of steps or blocks).
+
+With ``--baseline REV`` the ``sklfm/core`` of git revision REV is imported
+side by side and timed on the same inputs (before/after ratios of core
+changes; the training losses and the scores must agree).
+
+Usage
+-----
+    python benchmarks/speed.py                          # full run, ~10-15 min on 2 loaded cores
+    python benchmarks/speed.py --quick                  # ~4 min
+    python benchmarks/speed.py --baseline HEAD --write-docs
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Performance (issue 5)"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from sklfm import LocalFlowMatching  # noqa: E402
+from sklfm import core  # noqa: E402
+from sklfm._base import AUTO_STEP_SIZES, auto_step_sizes  # noqa: E402
+
+DEFAULTS = LocalFlowMatching().get_params()
+HIDDEN = tuple(DEFAULTS["hidden_layer_sizes"])
+ACTIVATION = DEFAULTS["activation"]
+BATCH = DEFAULTS["batch_size"]
+TOLERANCE = 0.01  # nats
+
+
+def set_threads(n):
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(n)
+
+
+def best_time(fn, reps):
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def profile_top(fn, k=6):
+    """Share of self CPU time of the top `k` torch ops while running fn()."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:k]
+    return [(e.key, e.self_cpu_time_total / total) for e in top]
+
+
+def fmt_profile(top):
+    return ", ".join(f"{name} {share:.0%}" for name, share in top)
+
+
+def load_baseline_core(rev):
+    """sklfm/core at git revision `rev`, imported as a separate package."""
+    listing = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-tree", "--name-only", rev, "sklfm/core/"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    package = Path(tempfile.mkdtemp()) / "sklfm_baseline_core"
+    package.mkdir()
+    for path in listing:
+        if path.endswith(".py"):
+            source = subprocess.run(
+                ["git", "-C", str(ROOT), "show", f"{rev}:{path}"], capture_output=True, text=True, check=True
+            ).stdout
+            (package / Path(path).name).write_text(source)
+    sys.path.insert(0, str(package.parent))
+    import sklfm_baseline_core
+
+    return sklfm_baseline_core
+
+
+# --- 1. matmul peak ---
+
+
+def matmul_peak(dtype, threads, n=2048, reps=5):
+    set_threads(threads)
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    out = torch.empty(n, n, dtype=dtype)
+    torch.mm(a, b, out=out)
+    return 2 * n**3 / best_time(lambda: torch.mm(a, b, out=out), reps)
+
+
+# --- 2. training ---
+
+
+def training_throughput(core_module, threads, steps, reps, d=10, n_rows=20000):
+    """(rows/s, FLOP/s, params, final losses) of train_block with the default network and batch."""
+    set_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    data = torch.randn(n_rows, d, generator=gen)
+    block = core_module.Block.new(d, HIDDEN, ACTIVATION, 0.15, torch.Generator().manual_seed(1))
+    params = sum(p.numel() for p in block.parameters())
+    settings = core_module.TrainSettings(
+        max_iter=steps, batch_size=BATCH, learning_rate=DEFAULTS["learning_rate"],
+        interpolant=DEFAULTS["interpolant"],
+    )
+    core_module.train_block(block, data, core_module.TrainSettings(20, BATCH, 1e-3), gen)  # warm-up
+    losses = {}
+
+    def run():
+        fresh = core_module.Block.new(d, HIDDEN, ACTIVATION, 0.15, torch.Generator().manual_seed(1))
+        losses["last"] = core_module.train_block(fresh, data, settings, torch.Generator().manual_seed(2))
+
+    seconds = best_time(run, reps)
+    rows_per_s = steps * min(BATCH, n_rows) / seconds
+    return dict(rows_per_s=rows_per_s, flops=6 * params * rows_per_s, params=params, losses=losses["last"])
+
+
+def training_profile(d=10):
+    gen = torch.Generator().manual_seed(0)
+    data = torch.randn(20000, d, generator=gen)
+    block = core.Block.new(d, HIDDEN, ACTIVATION, 0.15, gen)
+    settings = core.TrainSettings(30, BATCH, DEFAULTS["learning_rate"])
+    return profile_top(lambda: core.train_block(block, data, settings, gen))
+
+
+# --- 3. scoring against the reference method ---
+
+
+def reference_velocity_and_divergence(net):
+    """v and tr(dv/dx) by d backward passes through the module's own forward."""
+
+    def func(t, x):
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            v = net(t, x)
+            divergence = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+            for i in range(x.shape[1]):
+                (grad,) = torch.autograd.grad(v[:, i].sum(), x, retain_graph=i + 1 < x.shape[1])
+                divergence = divergence + grad[:, i]
+        return v.detach(), divergence.detach()
+
+    return func
+
+
+def reference_log_prob(chain, x, solver, chunk_rows):
+    """FlowChain.log_prob with the trace by autograd: same solver, steps and chunks."""
+    parts = []
+    for chunk in torch.split(x, chunk_rows):
+        logdet = torch.zeros(chunk.shape[0], dtype=chunk.dtype)
+        for block in chain.blocks:
+            func = reference_velocity_and_divergence(block.net)
+            chunk, block_logdet = core.ode.flow_with_logdet(
+                func, chunk, 0.0, 1.0, solver.n_steps, solver.method
+            )
+            logdet = logdet + block_logdet
+        parts.append(-0.5 * (chunk * chunk).sum(1) - 0.5 * x.shape[1] * math.log(2 * math.pi) + logdet)
+    return torch.cat(parts)
+
+
+def reference_score_samples(model, X):
+    U = torch.tensor(model.standardizer_.transform(X), dtype=torch.float64)
+    rows = model.chain_._chunk_rows(X.shape[1], U.device)
+    log_prob = reference_log_prob(model.chain_, U, model._solver_settings(), rows)
+    return log_prob.numpy() + model.standardizer_.log_det_
+
+
+def scoring_comparison(d, n_rows, reps, baseline=None):
+    rng = np.random.RandomState(d)
+    X = rng.standard_normal((n_rows, d)) @ rng.standard_normal((d, d)) / math.sqrt(d)
+    model = LocalFlowMatching(max_iter=20, random_state=0, device="cpu").fit(X)
+    out = {}
+
+    def ours():
+        out["ours"] = model.score_samples(X)
+
+    def reference():
+        out["reference"] = reference_score_samples(model, X)
+
+    fns = {"ours": ours, "reference": reference}
+    if baseline is not None:
+        old_chain = baseline_chain(baseline, model.chain_)
+        U = torch.tensor(model.standardizer_.transform(X), dtype=torch.float64)
+
+        def before():
+            lp = old_chain.log_prob(U, baseline.SolverSettings("rk4", model.ode_steps))
+            out["before"] = lp.numpy() + model.standardizer_.log_det_
+
+        fns["before"] = before
+    times = {k: math.inf for k in fns}
+    for _ in range(reps):  # interleaved, so that load changes hit all alike
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name] = min(times[name], time.perf_counter() - t0)
+    result = dict(d=d, n_rows=n_rows, n_blocks=len(model.chain_.blocks), ode_steps=model.ode_steps)
+    result.update({f"{k}_rows_per_s": n_rows / v for k, v in times.items()})
+    result["max_abs_diff"] = float(np.max(np.abs(out["ours"] - out["reference"])))
+    if baseline is not None:
+        result["before_max_abs_diff"] = float(np.max(np.abs(out["ours"] - out["before"])))
+    return result
+
+
+def baseline_chain(baseline, chain):
+    """The same trained weights in the baseline core's classes."""
+    blocks = []
+    for block in chain.blocks:
+        net = block.net
+        sizes = [w.shape[0] for w in net.weights[:-1]]
+        old = baseline.VelocityMLP(net.weights[-1].shape[0], sizes, net.activation, torch.Generator())
+        old.load_state_dict(net.state_dict())
+        blocks.append(baseline.Block(old, block.step_size))
+    return baseline.FlowChain(blocks)
+
+
+def scoring_profile(d=16):
+    rows = core.chain._TANGENT_BUDGET // (d * max(HIDDEN))
+    net = core.VelocityMLP(d, HIDDEN, ACTIVATION, torch.Generator().manual_seed(0))
+    x = torch.randn(rows, d, dtype=torch.float64)
+    t = torch.full((1, 1), 0.3, dtype=torch.float64)
+    frozen = net.frozen(torch.float64)
+    ref = reference_velocity_and_divergence(net)
+
+    def ours():
+        with torch.no_grad():
+            for _ in range(5):
+                frozen.velocity_and_divergence(t, x)
+
+    def reference():
+        for _ in range(5):
+            ref(t, x)
+
+    return profile_top(ours), profile_top(reference)
+
+
+def chunk_budget_sweep(budgets, d=10, n_rows=8192):
+    """One block's log_prob on n_rows at several tangent budgets (rows/s, minor page faults)."""
+    chain = core.FlowChain([core.Block.new(d, HIDDEN, ACTIVATION, 0.15, torch.Generator().manual_seed(0))])
+    x = torch.randn(n_rows, d, dtype=torch.float64)
+    solver = core.SolverSettings("rk4", 2)
+    saved = core.chain._TANGENT_BUDGET
+    results = {b: (math.inf, 0) for b in budgets}
+    try:
+        for _ in range(2):
+            for budget in budgets:
+                core.chain._TANGENT_BUDGET = budget
+                r0 = resource.getrusage(resource.RUSAGE_SELF)
+                t0 = time.perf_counter()
+                chain.log_prob(x, solver)
+                seconds = time.perf_counter() - t0
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0.ru_minflt
+                if seconds < results[budget][0]:
+                    results[budget] = (seconds, faults)
+    finally:
+        core.chain._TANGENT_BUDGET = saved
+    return {b: dict(rows_per_s=n_rows / s, minor_faults=f) for b, (s, f) in results.items()}
+
+
+# --- 4. solver accuracy and fit time ---
+
+
+def accuracy_data(n_train, n_eval, seed=0):
+    from _data import DataUnavailable, load_protein
+
+    try:
+        X = load_protein()
+        name = "protein (10 columns)"
+    except DataUnavailable as exc:
+        print(f"protein: {exc}; using a 2-D toy instead", flush=True)
+        from sklfm.datasets import make_pinwheel
+
+        X = make_pinwheel(n_train + n_eval, random_state=seed)
+        name = "pinwheel toy (2-D)"
+    order = np.random.RandomState(seed).permutation(len(X))
+    return name, X, X[order[:n_train]], X[order[n_train : n_train + n_eval]]
+
+
+def solver_accuracy(model, X_eval, rk4_steps, euler_steps, reference_steps, check_steps):
+    def score(method, steps):
+        model.set_params(solver=method, ode_steps=steps)
+        return model.score_samples(X_eval)
+
+    try:
+        reference = score("rk4", reference_steps)
+        check = score("rk4", check_steps) if check_steps else None
+        rows = []
+        for method, steps_list, evals in [("rk4", rk4_steps, 4), ("euler", euler_steps, 1)]:
+            for steps in steps_list:
+                err = np.abs(score(method, steps) - reference)
+                rows.append(dict(method=method, steps=steps, evals=evals * steps, mean=err.mean(), max=err.max()))
+    finally:
+        model.set_params(solver="rk4", ode_steps=DEFAULTS["ode_steps"])
+    self_check = None if check is None else float(np.max(np.abs(check - reference)))
+    return rows, self_check
+
+
+def fit_times(X, sizes, max_iter):
+    out = []
+    for n in sizes:
+        t0 = time.perf_counter()
+        LocalFlowMatching(max_iter=max_iter, random_state=0, device="cpu").fit(X[:n])
+        out.append((n, time.perf_counter() - t0))
+    return out
+
+
+# --- 5. a million rows, in a fresh process ---
+
+
+def memory_child(spec):
+    """Runs in the subprocess: fit a model, score `rows` rows, print JSON."""
+    set_threads(spec["threads"])
+    rng = np.random.RandomState(0)
+    d = spec["d"]
+    A = rng.standard_normal((d, d)) / math.sqrt(d)
+    model = LocalFlowMatching(
+        hidden_layer_sizes=tuple(spec["hidden"]), step_sizes=tuple(spec["step_sizes"]),
+        max_iter=spec["max_iter"], solver=spec["solver"], ode_steps=spec["ode_steps"],
+        random_state=0, device="cpu",
+    ).fit(rng.standard_normal((20000, d)) @ A)
+    X = rng.standard_normal((spec["rows"], d)) @ A
+    page = os.sysconf("SC_PAGE_SIZE")
+    rss_before = int(open("/proc/self/statm").read().split()[1]) * page
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    t0 = time.perf_counter()
+    scores = model.score_samples(X)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(dict(
+        seconds=seconds, rows_per_s=spec["rows"] / seconds, rss_before=rss_before,
+        peak_before=peak_before, peak=peak, finite=bool(np.isfinite(scores).all()),
+        input_bytes=X.nbytes,
+    )))
+
+
+def million_rows(spec):
+    cmd = [sys.executable, __file__, "--_memory-child", json.dumps(spec)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- reporting ---
+
+
+def machine_info():
+    import sklearn
+
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        cpu = platform.processor() or "unknown CPU"
+    device = "CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    load = "%.1f, %.1f, %.1f" % os.getloadavg()
+    return (
+        f"{cpu}, {os.cpu_count()} cores (load average at start {load}), {device}, "
+        f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}; Python "
+        f"{platform.python_version()}, torch {torch.__version__}, scikit-learn {sklearn.__version__}, "
+        f"numpy {np.__version__}"
+    )
+
+
+def code_version():
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "sklfm"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"git {head}" + (" + uncommitted changes in sklfm/" if dirty else "")
+
+
+def gflops(x):
+    return f"{x / 1e9:.1f} GFLOP/s"
+
+
+def write_docs(section):
+    """Replace (or append) this section of docs/benchmarks.md; other sections stay as they are."""
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    lines = text.splitlines()
+    try:
+        start = lines.index(SECTION)
+    except ValueError:
+        new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    else:
+        end = next((k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
+        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:])
+        new = new.rstrip("\n") + "\n"
+    DOCS.write_text(new)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rows, steps and repeats (~4 min)")
+    parser.add_argument("--threads", type=int, default=1, help="torch/BLAS threads for items 2-5 (default 1)")
+    parser.add_argument("--baseline", metavar="REV", help="also time sklfm/core at this git revision")
+    parser.add_argument("--skip-million", action="store_true", help="skip item 5")
+    parser.add_argument("--write-docs", action="store_true", help=f"replace the section in {DOCS.relative_to(ROOT)}")
+    parser.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        memory_child(json.loads(args.memory_child))
+        return 0
+
+    command = "python benchmarks/speed.py " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+    )
+    machine, code = machine_info(), code_version()
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    start = time.perf_counter()
+    quick = args.quick
+    baseline = load_baseline_core(args.baseline) if args.baseline else None
+    T = args.threads
+    md = []  # the table rows: (item, measurement, value)
+
+    def row(item, what, value):
+        md.append((item, what, value))
+        print(f"  {item:4s} {what}: {value}", flush=True)
+
+    print("1. matmul peak", flush=True)
+    peak = {}
+    for threads in (1, 2):
+        for dtype in (torch.float32, torch.float64):
+            peak[threads, dtype] = matmul_peak(dtype, threads, reps=3 if quick else 5)
+            row("1", f"matmul 2048^3 {str(dtype)[6:]}, {threads} thread{'s' * (threads > 1)}",
+                gflops(peak[threads, dtype]))
+
+    print("2. training", flush=True)
+    steps = 100 if quick else 300
+    train = {}
+    for threads in sorted({T, 1, 2}):
+        train[threads] = training_throughput(core, threads, steps, reps=2 if quick else 3)
+        r = train[threads]
+        row("2", f"train_block, default net ({r['params']:,} params, {HIDDEN}, {ACTIVATION}), batch {BATCH}, "
+            f"d=10, {threads} thread{'s' * (threads > 1)}",
+            f"{r['rows_per_s']:,.0f} rows/s = {gflops(r['flops'])} = "
+            f"{r['flops'] / peak[threads, torch.float32]:.0%} of the float32 matmul peak")
+    set_threads(T)
+    if baseline is not None:
+        before = training_throughput(baseline, T, steps, reps=2 if quick else 3)
+        same = np.array_equal(before["losses"], train[T]["losses"])
+        row("2", f"train_block before/after ({args.baseline} core vs this), {T} thread(s)",
+            f"{train[T]['rows_per_s'] / before['rows_per_s']:.2f}x ({before['rows_per_s']:,.0f} -> "
+            f"{train[T]['rows_per_s']:,.0f} rows/s); losses bit-identical: {same}")
+    set_threads(T)
+    train_prof = training_profile()
+
+    print("3. scoring vs the reference trace", flush=True)
+    set_threads(T)
+    sizes = {6: 600, 16: 240, 43: 100} if quick else {6: 1500, 16: 600, 43: 250}
+    scoring = {}
+    for d, n_rows in sizes.items():
+        r = scoring_comparison(d, n_rows, reps=1 if quick else 2, baseline=baseline)
+        scoring[d] = r
+        text = (f"{r['ours_rows_per_s']:,.1f} rows/s vs reference {r['reference_rows_per_s']:,.1f} rows/s: "
+                f"{r['ours_rows_per_s'] / r['reference_rows_per_s']:.2f}x; max |diff| {r['max_abs_diff']:.1e}")
+        if baseline is not None:
+            text += (f"; before/after {r['ours_rows_per_s'] / r['before_rows_per_s']:.2f}x "
+                     f"(max |diff| {r['before_max_abs_diff']:.1e})")
+        row("3", f"score_samples d={d}, {n_rows} rows, {r['n_blocks']} blocks x RK4-{r['ode_steps']}", text)
+    prof_ours, prof_ref = scoring_profile()
+    budgets = chunk_budget_sweep([1 << 18, 1 << 20, 1 << 22, 1 << 23] if not quick else [1 << 20, 1 << 23])
+    default_budget = core.chain._TANGENT_BUDGET
+    for budget, r in budgets.items():
+        row("3", f"log_prob 8192 x 10 rows, one block, tangent budget 2^{int(math.log2(budget))}"
+            + (" (default)" if budget == default_budget else ""),
+            f"{r['rows_per_s']:,.0f} rows/s, {r['minor_faults']:,} minor page faults")
+
+    print("4. solver accuracy and fit time", flush=True)
+    n_train, n_eval = (10000, 100) if quick else (20000, 250)
+    data_name, X_all, X_train, X_eval = accuracy_data(n_train, n_eval)
+    max_iter = 400 if quick else DEFAULTS["max_iter"]
+    t0 = time.perf_counter()
+    model = LocalFlowMatching(max_iter=max_iter, random_state=0, device="cpu").fit(X_train)
+    fit_s = time.perf_counter() - t0
+    rk4 = [1, 2, 3, 4, 5, 6, 8, 12, 16] if quick else [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32]
+    euler = [150] if quick else [150, 600]
+    acc, self_check = solver_accuracy(model, X_eval, rk4, euler, 256, None if quick else 128)
+    fit_desc = (f"{data_name}, {n_train:,} training rows, defaults except max_iter={max_iter}; "
+                f"{n_eval} held-out rows; fit {fit_s:.0f} s")
+    row("4", "model", fit_desc)
+    if self_check is not None:
+        row("4", "reference RK4-256 vs RK4-128", f"max |diff| {self_check:.1e} nats")
+    for r in acc:
+        row("4", f"{r['method'].upper()}-{r['steps']} ({r['evals']} evals/block)",
+            f"mean |err| {r['mean']:.4f}, max |err| {r['max']:.4f} nats")
+    ok = [r for r in acc if r["method"] == "rk4" and r["max"] <= TOLERANCE]
+    need = min(ok, key=lambda r: r["steps"]) if ok else None
+    ok_mean = [r for r in acc if r["method"] == "rk4" and r["mean"] <= TOLERANCE]
+    need_mean = min(ok_mean, key=lambda r: r["steps"]) if ok_mean else None
+    e150 = next(r for r in acc if r["method"] == "euler" and r["steps"] == 150)
+    # Euler is first order: its error scales like 1/steps.
+    euler_need = math.ceil(150 * e150["max"] / TOLERANCE)
+    if need is not None:
+        row("4", f"smallest RK4 within {TOLERANCE} nats (max over rows)",
+            f"{need['steps']} steps = {need['evals']} evals/block (mean-error criterion: "
+            f"{need_mean['steps']} steps = {need_mean['evals']} evals); Euler-150 = 150 evals "
+            f"({150 / need['evals']:.1f}x more) with max error {e150['max']:.3f}; Euler needs ~{euler_need:,} "
+            f"evals for {TOLERANCE} (first order, from Euler-150): {euler_need / need['evals']:.0f}x more")
+    fit_rows = [2500, 5000, 10000] if quick else [5000, 10000, 20000, 40000]
+    fit_rows = [n for n in fit_rows if n <= len(X_all)]
+    fits = fit_times(X_all, fit_rows, max_iter=50 if quick else 100)
+    slope, intercept = np.polyfit([n for n, _ in fits], [s for _, s in fits], 1)
+    row("4", f"fit time vs rows (max_iter={50 if quick else 100}, {data_name})",
+        ", ".join(f"{n:,}: {s:.1f} s" for n, s in fits)
+        + f"; least squares: {intercept:.1f} s + {1000 * slope:.2f} s per 1,000 rows")
+
+    million = {}
+    if not args.skip_million:
+        print("5. 1,000,000 x 10", flush=True)
+        specs = {
+            "small network (32, 32), 1 OU block + free block, RK4-8 (timed)": dict(
+                hidden=[32, 32], step_sizes=[0.3], solver="rk4", ode_steps=8, max_iter=300),
+            f"default network {HIDDEN}, free block only, Euler-1 (memory only)": dict(
+                hidden=list(HIDDEN), step_sizes=[], solver="euler", ode_steps=1, max_iter=50),
+        }
+        for name, spec in specs.items():
+            r = million_rows(dict(spec, rows=1_000_000, d=10, threads=T))
+            million[name] = r
+            row("5", f"score_samples 1,000,000 x 10, {name}",
+                f"{r['rows_per_s']:,.0f} rows/s ({r['seconds']:.0f} s); peak RSS {r['peak'] / 2**30:.2f} GiB "
+                f"(before scoring: RSS {r['rss_before'] / 2**30:.2f} GiB, input {r['input_bytes'] / 2**20:.0f} MiB)")
+
+    elapsed = time.perf_counter() - start
+    lines = [
+        SECTION, "",
+        f"Command: `{command.strip()}`  ",
+        f"Date: {date}; total run time {elapsed / 60:.1f} min  ",
+        f"Machine: {machine}  ",
+        f"Code: {code}; torch/BLAS threads {T} unless a row says otherwise",
+        "",
+        "| item | measurement | result |",
+        "|---|---|---|",
+    ] + [f"| {i} | {w} | {v} |" for i, w, v in md] + [
+        "",
+        "Profiles (share of torch self CPU time):",
+        "",
+        f"- training step (default network, batch {BATCH}): {fmt_profile(train_prof)}",
+        f"- one velocity + exact divergence, d=16, this package: {fmt_profile(prof_ours)}",
+        f"- the same by the reference method (d backward passes): {fmt_profile(prof_ref)}",
+    ]
+    section = "\n".join(lines) + "\n"
+    print()
+    print(section)
+    if args.write_docs:
+        write_docs(section)
+        print(f"wrote {DOCS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
