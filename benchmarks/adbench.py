@@ -188,6 +188,9 @@ def run_job(method, name, seed, threads=1):
         score = np.zeros(len(X_test))
     seconds = time.perf_counter() - start
     finite = bool(np.all(np.isfinite(score)))
+    # Largest |score| on the held-out rows: for the density models, a log-density
+    # blowing up on ties shows here long before it overflows.
+    max_abs_score = float(np.max(np.abs(score[np.isfinite(score)]), initial=0.0))
     # Non-finite scores rank as the most abnormal (+inf) or least (-inf/NaN): explicit.
     score = np.nan_to_num(score, nan=-np.inf)
     score = np.clip(score, -np.finfo(float).max, np.finfo(float).max)
@@ -199,6 +202,7 @@ def run_job(method, name, seed, threads=1):
         ap=float(average_precision_score(y_test, score)),
         seconds=seconds,
         finite=finite,
+        max_abs_score=max_abs_score,
         error=error,
     )
 
@@ -235,23 +239,28 @@ def summarize(rows, methods, names):
     return mean, ranks, seconds, errors
 
 
-def markdown(rows, methods, names, seeds, command, elapsed, machine, jobs):
-    mean, ranks, seconds, errors = summarize(rows, methods, names)
-    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+# Written after reading the recorded run; kept in the script so that --write-docs keeps it.
+DISCUSSION = ""
+
+
+def markdown(rows, methods, names, seeds, run):
+    main = [m for m in methods if m not in ABLATIONS]
+    variants = [m for m in methods if m == "LFM-OD" or m in ABLATIONS]
+    mean, ranks, seconds, errors = summarize(rows, main, names)
     lines = [SECTION, ""]
     lines += [
-        f"Command: `{command}`  ",
-        f"Date: {date}; total run time {elapsed / 60:.1f} min ({jobs} parallel jobs, one "
-        "thread each)  ",
-        f"Machine: {machine}  ",
-        f"Code: {code_version()}  ",
-        f"LocalFlowMatchingOutlierDetector defaults used: {detector_defaults()}",
+        f"Command: `{run['command']}`  ",
+        f"Date: {run['date']}; total run time {run['elapsed'] / 60:.1f} min "
+        f"({run['jobs']} parallel jobs, one thread each)  ",
+        f"Machine: {run['machine']}  ",
+        f"Code: {run['code']}  ",
+        f"LocalFlowMatchingOutlierDetector defaults used: {run['defaults']}",
         "",
-        f"Protocol (`../shared/data/README.md`): for each of the {len(names)} ADBench \"Classical\" sets and "
-        f"each seed in {list(seeds)}, a stratified 70/30 split; every detector is fitted on the "
-        "unlabeled training part (anomalies included) and ranks the held-out part. Numbers are "
-        "means over the seeds. All methods see the same splits; one fixed set of "
-        "hyperparameters per method for every set (no per-set tuning).",
+        f"Protocol (`../shared/data/README.md`): for each of the {len(names)} ADBench "
+        f"\"Classical\" sets and each seed in {list(seeds)}, a stratified 70/30 split; every "
+        "detector is fitted on the unlabeled training part (anomalies included) and ranks the "
+        "held-out part. Numbers are means over the seeds. All methods see the same splits; one "
+        "fixed set of hyperparameters per method for every set (no per-set tuning).",
         "",
         "Baselines and their preprocessing: IsolationForest (sklearn defaults, raw features); "
         "LOF (`novelty=True`, 20 neighbours), EllipticEnvelope (defaults), GMM (full "
@@ -264,9 +273,9 @@ def markdown(rows, methods, names, seeds, command, elapsed, machine, jobs):
         "| method | mean AUROC | mean AP | avg rank (AUROC) | avg rank (AP) | wall time (s) |",
         "|---|---|---|---|---|---|",
     ]
-    order = np.argsort(ranks["auroc"].mean(axis=1))
+    order = np.argsort(ranks["auroc"].mean(axis=1), kind="stable")
     for i in order:
-        m = methods[i]
+        m = main[i]
         note = f" ({errors[m]} failed fits)" if errors[m] else ""
         lines.append(
             f"| {m}{note} | {mean['auroc'][i].mean():.4f} | {mean['ap'][i].mean():.4f} | "
@@ -275,14 +284,16 @@ def markdown(rows, methods, names, seeds, command, elapsed, machine, jobs):
         )
     lines += [
         "",
-        "Wall time: fit + scoring, summed over all sets and seeds (one thread per job). Average "
-        "rank: per set, methods ranked by mean AUROC (resp. AP), 1 = best, ties averaged.",
+        "Wall time: fit + scoring of every split, summed over all sets and seeds (each job on "
+        "one thread; LFM-OD's fit includes scoring its training rows for `offset_`). Average "
+        "rank: per set, the methods of this table ranked by mean AUROC (resp. AP), 1 = best, "
+        "ties averaged.",
         "",
     ]
     for key, title in (("auroc", "ROC AUC"), ("ap", "Average precision")):
-        lines += [f"### {title} per set (mean over seeds)", ""]
-        lines.append("| set | " + " | ".join(methods[i] for i in order) + " |")
-        lines.append("|---" * (len(methods) + 1) + "|")
+        lines += [f"### {title} per set (mean over seeds; best in bold)", ""]
+        lines.append("| set | " + " | ".join(main[i] for i in order) + " |")
+        lines.append("|---" * (len(main) + 1) + "|")
         for j, n in enumerate(names):
             best = mean[key][:, j].max()
             cells = []
@@ -291,7 +302,58 @@ def markdown(rows, methods, names, seeds, command, elapsed, machine, jobs):
                 cells.append(f"**{v:.3f}**" if np.isclose(v, best) else f"{v:.3f}")
             lines.append(f"| {_short(n)} | " + " | ".join(cells) + " |")
         lines.append("")
+    if "LFM-OD" in main:
+        lines += _where_others_win(mean, main, names)
+    if len(variants) > 1:
+        lines += _ablation(rows, variants, names)
+    if DISCUSSION:
+        lines += ["### Discussion", "", DISCUSSION.strip(), ""]
     return "\n".join(lines)
+
+
+def _where_others_win(mean, main, names):
+    lfm = main.index("LFM-OD")
+    lines = ["### Sets where another method beats LFM-OD by 0.02 AUROC or more", ""]
+    lines += ["| set | LFM-OD | best other | its AUROC |", "|---|---|---|---|"]
+    for j, n in enumerate(names):
+        others = [(mean["auroc"][i, j], main[i]) for i in range(len(main)) if i != lfm]
+        value, winner = max(others)
+        if value >= mean["auroc"][lfm, j] + 0.02:
+            lines.append(f"| {_short(n)} | {mean['auroc'][lfm, j]:.3f} | {winner} | {value:.3f} |")
+    if len(lines) == 4:
+        lines = lines[:2] + ["None."]
+    return lines + [""]
+
+
+def _ablation(rows, variants, names):
+    mean, _, seconds, _ = summarize(rows, variants, names)
+    nonfinite = {m: sum(not r["finite"] for r in rows if r["method"] == m) for m in variants}
+    largest = {
+        m: max((r.get("max_abs_score", np.nan) for r in rows if r["method"] == m), default=np.nan)
+        for m in variants
+    }
+    lines = [
+        "### Ablation: the detector's robustness measures",
+        "",
+        "Same splits; each variant switches measures off from the defaults "
+        f"({', '.join(f'`{m}`: {ABLATIONS[m]}' for m in variants if m in ABLATIONS)}).",
+        "",
+        "| variant | mean AUROC | mean AP | splits with non-finite scores | largest held-out "
+        "abs(log-density) | wall time (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, m in enumerate(variants):
+        lines.append(
+            f"| {m} | {mean['auroc'][i].mean():.4f} | {mean['ap'][i].mean():.4f} | "
+            f"{nonfinite[m]} | {largest[m]:.3g} | {seconds[m]:.0f} |"
+        )
+    lines += ["", "AUROC per set:", ""]
+    lines.append("| set | " + " | ".join(variants) + " |")
+    lines.append("|---" * (len(variants) + 1) + "|")
+    for j, n in enumerate(names):
+        cells = [f"{mean['auroc'][i, j]:.3f}" for i in range(len(variants))]
+        lines.append(f"| {_short(n)} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def detector_defaults():
@@ -402,9 +464,11 @@ def main(argv=None):
         methods = [m for m in methods if m in args.methods]
 
     results = Path(args.results) if args.results else None
-    done = []
+    done, runs = [], []
     if results is not None and results.exists():
         done = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    runs = [r["run"] for r in done if "run" in r]
+    done = [r for r in done if "run" not in r]
     have = {(r["method"], r["dataset"], r["seed"]) for r in done}
     todo = [
         (m, n, s)
@@ -417,6 +481,7 @@ def main(argv=None):
     size = {n: np.prod(load_adbench(n)[0].shape) for n in names}
     todo.sort(key=lambda job: (not job[0].startswith("LFM"), -size[job[1]]))
     start = time.perf_counter()
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = results.open("a") if results is not None else None
     with ProcessPoolExecutor(max(1, args.jobs)) as pool:
         futures = [pool.submit(run_job, *job) for job in todo]
@@ -432,12 +497,28 @@ def main(argv=None):
                 + (f"  ERROR {row['error']}" if row["error"] else ""),
                 flush=True,
             )
-    elapsed = time.perf_counter() - start
+    command = shlex.join(
+        ["python", "benchmarks/adbench.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    run = dict(
+        command=command,
+        date=started,
+        elapsed=time.perf_counter() - start,
+        jobs=args.jobs,
+        machine=machine,
+        code=code_version(),
+        defaults=detector_defaults(),
+        n_jobs_run=len(todo),
+    )
     if out is not None:
+        if todo:
+            out.write(json.dumps({"run": run}) + "\n")
         out.close()
+    if not todo and runs:
+        # Nothing new computed: report the run that computed the cached results.
+        run = runs[-1]
     rows = [r for r in done if r["seed"] in args.seeds]
-    command = shlex.join(["python", "benchmarks/adbench.py", *(argv if argv is not None else sys.argv[1:])])
-    section = markdown(rows, methods, names, args.seeds, command, elapsed, machine, args.jobs)
+    section = markdown(rows, methods, names, args.seeds, run)
     print(section)
     if args.write_docs:
         write_docs(section)

@@ -78,7 +78,7 @@ NOTES = [
     "- Times are wall-clock seconds on the machine above (its load average at start shows "
     "other jobs sharing it): compare them within this table only. Scoring LocalFlowMatching "
     "integrates the exact divergence in float64 with its fixed-step solver (`solver`, "
-    "`ode_steps` above), which here costs more than its fit.",
+    "`ode_steps` above), which can cost as much as its fit.",
 ]
 
 

@@ -78,7 +78,9 @@ def train_block(block, data, settings, generator):
     n_rows, n_features = data.shape
     batch = min(settings.batch_size, n_rows)
     device, dtype = data.device, data.dtype
-    optimizer = torch.optim.Adam(block.net.parameters(), lr=settings.learning_rate)
+    # foreach: the multi-tensor Adam, bit-for-bit the same updates as the per-tensor
+    # default on the CPU and ~15 % faster per step there (benchmarks/speed.py).
+    optimizer = torch.optim.Adam(block.net.parameters(), lr=settings.learning_rate, foreach=True)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=settings.max_iter, eta_min=0.01 * settings.learning_rate
     )

@@ -120,9 +120,12 @@ class FrozenVelocity:
       with Q[(i, q), p] = W_L[i, p] W_{L-1}[p, q], whose result is dotted
       with D_{L-1}.
 
-    Each is exact (sums reordered only) and costs the same multiply-adds as
-    propagating the d tangents layer by layer, in wider, faster matmuls and
-    with fewer passes over the (rows x d x width) tangent.
+    Each is exact (sums reordered only). With one or two hidden layers that is
+    about d times fewer multiply-adds than propagating the d input tangents
+    layer by layer; with three or more it is the same multiply-adds (d x width^2
+    per hidden-to-hidden layer and row, as for d backward passes), done in
+    wider, faster matmuls and with fewer passes over the (rows x d x width)
+    tangent.
     """
 
     def __init__(self, net, dtype, device=None):
@@ -171,11 +174,12 @@ class FrozenVelocity:
         if self.n_hidden == 2:
             return velocity, ((grads[0] @ self.trace_mat) * grads[1]).sum(dim=1)
         # tangent[b, i, :] = d a_1 / d x_i (pre-activation of hidden layer 1).
+        # Every tangent is a fresh matmul result, so D_k is applied in place.
         tangent = (grads[0] @ self.first).view(n_rows, n_features, -1)
         for k in range(1, self.n_hidden - 2):
             w = layers[k + 1][0]
-            tangent = (tangent * grads[k].unsqueeze(1)).view(-1, w.shape[1]) @ w.T
+            tangent = tangent.mul_(grads[k].unsqueeze(1)).view(-1, w.shape[1]) @ w.T
             tangent = tangent.view(n_rows, n_features, -1)
-        tangent = tangent * grads[-2].unsqueeze(1)
+        tangent = tangent.mul_(grads[-2].unsqueeze(1))
         divergence = ((tangent.view(n_rows, -1) @ self.last) * grads[-1]).sum(dim=1)
         return velocity, divergence
