@@ -405,6 +405,9 @@ def memory_child(spec):
         max_iter=spec["max_iter"], solver=spec["solver"], ode_steps=spec["ode_steps"],
         random_state=0, device="cpu",
     ).fit(rng.standard_normal((20000, d)) @ A)
+    if spec.get("baseline"):
+        # Score with the same weights through the baseline core's chain.
+        model.chain_ = baseline_chain(load_baseline_core(spec["baseline"]), model.chain_)
     X = rng.standard_normal((spec["rows"], d)) @ A
     page = os.sysconf("SC_PAGE_SIZE")
     rss_before = int(open("/proc/self/statm").read().split()[1]) * page
@@ -481,6 +484,39 @@ def write_docs(section):
         new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:])
         new = new.rstrip("\n") + "\n"
     DOCS.write_text(new)
+
+
+CHANGES = [
+    "Changes made to `sklfm/core` for issue 5 (their effect is in the before/after rows above, "
+    "`--baseline` being the revision before them; scores agree with it to ~1e-14, training losses "
+    "bit for bit):",
+    "",
+    "- Exact divergence (`FrozenVelocity` in `network.py`): the weights are cast to the solve's dtype "
+    "once per `log_prob`/`push`/`pull` call (one evaluator per block, made by `FlowChain` for that "
+    "call and not stored anywhere), instead of at every velocity evaluation; the row-independent "
+    "products of the trace are formed then too, so that with three or more hidden layers each "
+    "evaluation is two wide matmuls, D_0 @ P and (J * D) @ Q, instead of tangents pushed layer by "
+    "layer (with one or two hidden layers the trace needs no tangent at all); each activation "
+    "returns its derivative along with its value; D_k is applied in place.",
+    "- Row chunks on the CPU: 2^20 tangent elements (8 MiB in float64) instead of 2^23. Larger "
+    "buffers are served by mmap and page-faulted afresh at every allocation (the page-fault column "
+    "of the budget rows).",
+    "- Chunk results are written into outputs allocated once (and `log_prob` reduces each chunk to "
+    "its log-densities) instead of keeping every chunk for a final `torch.cat`. With the smaller "
+    "chunks, whose buffers come from the heap rather than mmap, the kept tensors fragmented the "
+    "heap: scoring 1,000,000 x 10 rows with the default network peaked at 3.66 GiB before this "
+    "change (0.89 GiB with the old 2^23 chunks; item 5 rows for now).",
+    "- Training: `data.index_select(0, idx)` instead of `data[idx]` (the advanced-indexing kernel took "
+    "60-330 us per step depending on load) and `Adam(foreach=True)` (same updates bit for bit as "
+    "the per-tensor default on the CPU). Gain 1.0x on a quiet machine to 1.2x under load.",
+    "",
+    "Tried and not kept: fused Adam (up to 1.3x per step but not bit-identical, so fits would "
+    "change); other softplus formulas (none faster: `log1p` dominates; `logaddexp` differs by "
+    "1.7e-9); float64 matmuls through numpy's OpenBLAS (1.5x on the old tall-skinny shapes, none on "
+    "the wide ones used now). Threads: a second thread helps only while the second core is idle "
+    "(training 1.1x in a quiet run); in runs while other jobs used it, 2 threads trained 5-14x "
+    "slower than 1 (OpenMP barriers on small ops): compare the 1- and 2-thread rows of a run.",
+]
 
 
 def gemm_share(top):
@@ -677,10 +713,15 @@ def main(argv=None):
             f"default network {HIDDEN}, free block only, Euler-1 (memory only)": dict(
                 hidden=list(HIDDEN), step_sizes=[], solver="euler", ode_steps=1, max_iter=50),
         }
-        for name, spec in specs.items():
-            r = million_rows(dict(spec, rows=1_000_000, d=10, threads=T))
-            million[name] = r
-            row("5", f"score_samples 1,000,000 x 10, {name}",
+        runs = [(name, spec, None) for name, spec in specs.items()]
+        if baseline is not None:
+            name, spec = list(specs.items())[-1]
+            runs.append((name, spec, args.baseline))
+        for name, spec, rev in runs:
+            r = million_rows(dict(spec, rows=1_000_000, d=10, threads=T, baseline=rev))
+            if rev is None:
+                million[name] = r
+            row("5", f"score_samples 1,000,000 x 10, {name}" + (f", the {rev} core" if rev else ""),
                 f"{r['rows_per_s']:,.0f} rows/s ({r['seconds']:.0f} s); peak RSS {r['peak'] / 2**30:.2f} GiB "
                 f"(before scoring: RSS {r['rss_before'] / 2**30:.2f} GiB, input {r['input_bytes'] / 2**20:.0f} MiB)")
 
@@ -706,6 +747,8 @@ def main(argv=None):
         "Goals of issue 5, as measured in this run:",
         "",
         *goals,
+        "",
+        *CHANGES,
     ]
     section = "\n".join(lines) + "\n"
     print()

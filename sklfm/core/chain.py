@@ -12,7 +12,7 @@ from .block import Block, train_block
 # tangent; keeps scoring memory flat whatever the number of rows. On the CPU
 # 2**20 (8 MiB in float64) is the fastest measured (benchmarks/speed.py): the
 # chunk stays in cache, and larger buffers are mmap-ed and page-faulted afresh
-# at every allocation (2**23 was ~1.5x slower, with seconds of system time). Other
+# at every allocation (2**23 was 1.3-1.6x slower, with seconds of system time). Other
 # devices get 8x more, as before, for large kernels.
 _TANGENT_BUDGET = 1 << 20
 _ACCELERATOR_BUDGET_SCALE = 8
@@ -37,10 +37,10 @@ class FlowChain(nn.Module):
     def _chunked(self, fn, x):
         """fn over chunks of rows of x; its outputs are written into tensors allocated once.
 
-        Keeping every chunk's small result alive until a final torch.cat left
-        the allocator's freed chunk-sized buffers fragmented: scoring
-        1,000,000 rows grew the resident memory by about 3 GiB; written in
-        place it stays flat (benchmarks/speed.py).
+        With cache-sized chunks (their buffers come from the heap, not mmap),
+        keeping every chunk's small result alive for a final torch.cat
+        fragmented the heap: scoring 1,000,000 x 10 rows peaked at 3.7 GiB;
+        written in place it stays at 0.8 GiB (benchmarks/speed.py).
         """
         n_rows = x.shape[0]
         rows = self._chunk_rows(x.shape[1], x.device)
