@@ -47,7 +47,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 import warnings
@@ -60,9 +59,9 @@ from sklearn.base import BaseEstimator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import DataUnavailable, adbench_names, load_adbench  # noqa: E402
+from _report import DOCS, code_version, write_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Anomaly detection: ADBench (issue 4)"
 
 # Ablations of the detector's robustness measures (each one switched off alone,
@@ -361,20 +360,6 @@ def detector_defaults():
     return "`" + ", ".join(f"{k}={v!r}" for k, v in sorted(params.items()) if k not in skip) + "`"
 
 
-def code_version():
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "sklfm"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return f"git {head}" + (" + uncommitted changes in sklfm/" if dirty else "")
-
 
 def machine_info():
     import sklearn
@@ -405,24 +390,6 @@ def machine_info():
         f"{sklearn.__version__}, numpy {np.__version__}{extra}"
     )
 
-
-def write_docs(section):
-    """Replace (or append) this benchmark's section in docs/benchmarks.md; other sections stay."""
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    try:
-        start = lines.index(SECTION)
-    except ValueError:
-        new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    else:
-        end = next(
-            (k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines)
-        )
-        kept_after = lines[end:]
-        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + kept_after)
-        new = new.rstrip("\n") + "\n"
-    DOCS.write_text(new)
 
 
 def main(argv=None):

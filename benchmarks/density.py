@@ -54,9 +54,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import DataUnavailable, load_house_16h, load_protein, train_test_rows  # noqa: E402
+from _report import DOCS, code_version, write_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Density: protein and house_16H (issue 2)"
 
 GMM_GRID = (1, 2, 5, 10, 20, 40, 80)
@@ -254,30 +254,6 @@ def lfm_defaults():
     return ", ".join(f"{k}={v!r}" for k, v in sorted(params.items()) if k not in skip)
 
 
-def code_version():
-    import subprocess
-
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "sklfm"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.rstrip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    files = [line[3:] for line in dirty.splitlines()]
-    if not files:
-        return f"git {head}"
-    shown = ", ".join(files[:6]) + (", ..." if len(files) > 6 else "")
-    return f"git {head} + uncommitted changes in {shown}"
-
 
 def markdown(rows, command, machine, code, date, elapsed):
     lines = [
@@ -316,26 +292,6 @@ def markdown(rows, command, machine, code, date, elapsed):
         )
     return "\n".join(lines + ["", *NOTES]) + "\n"
 
-
-def write_docs(section):
-    """Replace (or append) this benchmark's section in docs/benchmarks.md; other sections stay.
-
-    A section runs from its ``## `` heading to the next ``## `` heading (or the end).
-    """
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    try:
-        start = lines.index(SECTION)
-    except ValueError:
-        new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    else:
-        end = next(
-            (k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines)
-        )
-        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:])
-        new = new.rstrip("\n") + "\n"
-    DOCS.write_text(new)
 
 
 def main(argv=None):

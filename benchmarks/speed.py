@@ -60,16 +60,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Performance (issue 5)"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import DOCS, code_version, write_docs  # noqa: E402
 
 import torch  # noqa: E402
 
 from sklfm import LocalFlowMatching  # noqa: E402
 from sklfm import core  # noqa: E402
-from sklfm._base import AUTO_STEP_SIZES, auto_step_sizes  # noqa: E402
 
 DEFAULTS = LocalFlowMatching().get_params()
 HIDDEN = tuple(DEFAULTS["hidden_layer_sizes"])
@@ -453,37 +452,10 @@ def machine_info():
     )
 
 
-def code_version():
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "sklfm"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return f"git {head}" + (" + uncommitted changes in sklfm/" if dirty else "")
-
 
 def gflops(x):
     return f"{x / 1e9:.1f} GFLOP/s"
 
-
-def write_docs(section):
-    """Replace (or append) this section of docs/benchmarks.md; other sections stay as they are."""
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    lines = text.splitlines()
-    try:
-        start = lines.index(SECTION)
-    except ValueError:
-        new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    else:
-        end = next((k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:])
-        new = new.rstrip("\n") + "\n"
-    DOCS.write_text(new)
 
 
 CHANGES = [

@@ -1,0 +1,46 @@
+"""Shared by the benchmark scripts: the code version and the docs/benchmarks.md writer."""
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+
+def code_version():
+    """`git <short head>`, plus the files of sklfm/ changed since, if any."""
+    try:
+        head, dirty = (
+            subprocess.run(
+                ["git", "-C", str(ROOT), *cmd], capture_output=True, text=True, check=True
+            ).stdout.rstrip()
+            for cmd in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain", "--", "sklfm"])
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    files = [line[3:] for line in dirty.splitlines()]
+    if not files:
+        return f"git {head.strip()}"
+    shown = ", ".join(files[:6]) + (", ..." if len(files) > 6 else "")
+    return f"git {head.strip()} + uncommitted changes in {shown}"
+
+
+def write_docs(section):
+    """Replace (or append) `section` in docs/benchmarks.md; other sections stay.
+
+    A section runs from its ``## `` heading (its first line) to the next
+    ``## `` heading or the end of the file.
+    """
+    heading = section.splitlines()[0]
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    lines = text.splitlines()
+    try:
+        start = lines.index(heading)
+    except ValueError:
+        new = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    else:
+        end = next((k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
+        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:])
+        new = new.rstrip("\n") + "\n"
+    DOCS.write_text(new)
