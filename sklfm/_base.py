@@ -1,36 +1,46 @@
 """The scikit-learn facade shared by the public estimators: parameters, validation, fit."""
 
-import logging
 from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.utils import check_array
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils._set_output import _get_container_adapter
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from . import _runtime
 from ._preprocessing import Standardizer
+from ._progress import ProgressLog
 from .core import (
     ACTIVATIONS,
     INTERPOLANTS,
     SOLVERS,
+    AutoSchedule,
+    FixedSchedule,
     SolverSettings,
     TrainSettings,
     train_chain,
 )
 
-logger = logging.getLogger("sklfm")
+# max_iter="auto": steps per block = AUTO_EPOCHS passes over the training rows,
+# clipped to [AUTO_MIN_ITER + AUTO_ITER_PER_FEATURE * n_features, AUTO_MAX_ITER].
+AUTO_EPOCHS = 40
+AUTO_MIN_ITER = 500
+AUTO_ITER_PER_FEATURE = 50
+AUTO_MAX_ITER = 10_000
+# Validation rows beyond this many add little to the checks and cost time.
+MAX_VALIDATION_ROWS = 4096
+# Early-stopping checks: every this many steps.
+CHECK_INTERVAL = 50
 
-# "auto" schedule: h_n = c * rho**(n - 1), the geometric rule of the reference
-# POWER run (0.15, 0.2, 0.26 with c = 0.15, rho = 1.3).
-AUTO_STEP_SIZES = dict(first=0.15, ratio=1.3, n_blocks=3)
 
-
-def auto_step_sizes(first, ratio, n_blocks):
-    return tuple(first * ratio**k for k in range(n_blocks))
+def auto_max_iter(n_rows, n_features, batch_size):
+    """Steps per block for max_iter="auto"; see AUTO_EPOCHS."""
+    steps = AUTO_EPOCHS * -(-n_rows // min(batch_size, n_rows))
+    low = AUTO_MIN_ITER + AUTO_ITER_PER_FEATURE * n_features
+    return int(min(max(steps, low), AUTO_MAX_ITER))
 
 
 def _is_number(value, kind):
@@ -63,10 +73,15 @@ class BaseLocalFlowMatching(BaseEstimator):
         "hidden_layer_sizes": [tuple, list, Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "interpolant": [StrOptions(set(INTERPOLANTS))],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "block_init": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, 1, closed="left")],
+        "warm_start": ["boolean"],
         "solver": [StrOptions(set(SOLVERS))],
         "ode_steps": [Interval(Integral, 1, None, closed="left")],
         "device": [str, _runtime.Device],
@@ -81,10 +96,15 @@ class BaseLocalFlowMatching(BaseEstimator):
         hidden_layer_sizes=(128, 128, 128),
         activation="softplus",
         interpolant="trigonometric",
-        max_iter=2000,
+        max_iter="auto",
         batch_size=512,
         learning_rate=2e-3,
         block_init=True,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-3,
+        warm_start=False,
         solver="rk4",
         ode_steps=8,
         device="auto",
@@ -99,6 +119,11 @@ class BaseLocalFlowMatching(BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.block_init = block_init
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
         self.solver = solver
         self.ode_steps = ode_steps
         self.device = device
@@ -122,16 +147,16 @@ class BaseLocalFlowMatching(BaseEstimator):
 
     # --- parameter checks that the declarative constraints cannot express ---
 
-    def _check_step_sizes(self):
+    def _schedule(self):
         if isinstance(self.step_sizes, str):
-            return auto_step_sizes(**AUTO_STEP_SIZES)
+            return AutoSchedule()
         steps = tuple(self.step_sizes)
         if not all(_is_number(h, Real) and np.isfinite(h) and h > 0 for h in steps):
             raise ValueError(
                 "step_sizes must be 'auto' or a tuple of positive finite OU step sizes "
                 f"(empty for global flow matching); got {self.step_sizes!r}."
             )
-        return tuple(float(h) for h in steps)
+        return FixedSchedule(tuple(float(h) for h in steps))
 
     def _check_hidden_layer_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -169,50 +194,121 @@ class BaseLocalFlowMatching(BaseEstimator):
         return self
 
     def _fit(self, X):
-        step_sizes = self._check_step_sizes()
+        schedule = self._schedule()
         hidden = self._check_hidden_layer_sizes()
-        device = _runtime.resolve_device(self.device)
-        X = self._validate_X(X, reset=True)
+        warm = self.warm_start and hasattr(self, "chain_")
+        if warm:
+            self._check_warm_start(schedule)
+        device = self.device_ if warm else _runtime.resolve_device(self.device)
+        X = self._validate_X(X, reset=not warm)
 
-        standardizer, rows = self._fit_preprocessing(X)
-        data = _runtime.to_tensor(rows, device, _runtime.TRAIN_DTYPE)
-        chain, losses = train_chain(
-            data,
-            step_sizes,
-            network=dict(hidden_layer_sizes=hidden, activation=self.activation),
-            train=TrainSettings(
-                max_iter=self.max_iter,
-                batch_size=self.batch_size,
-                learning_rate=self.learning_rate,
-                interpolant=self.interpolant,
-            ),
-            solver=self._solver_settings(),
-            generator=_runtime.make_generator(self.random_state, device),
-            block_init=self.block_init,
-            on_block_end=self._log_block if self.verbose else None,
+        rng = check_random_state(self.random_state)
+        train_X, validation_X = self._split_validation(X, rng)
+        preprocessing = self.standardizer_ if warm else self._fit_preprocessing(train_X)
+        train_rows = self._training_rows(preprocessing, train_X, rng)
+        validation_rows = (
+            None if validation_X is None else self._training_rows(preprocessing, validation_X, rng)
         )
-        self.standardizer_ = standardizer
+        probe_rows = self._probe_rows(train_rows, validation_rows) if schedule.needs_probe else None
+        data = _runtime.to_tensor(train_rows, device, _runtime.TRAIN_DTYPE)
+        max_iter = (
+            auto_max_iter(len(train_rows), X.shape[1], self.batch_size)
+            if self.max_iter == "auto"
+            else self.max_iter
+        )
+        kept = self.chain_.blocks[: len(self.step_sizes_)] if warm else ()
+        with ProgressLog(self.verbose, min(self.batch_size, len(train_rows)), max_iter) as reporter:
+            chain, histories, probe_scores = train_chain(
+                data,
+                schedule,
+                network=dict(hidden_layer_sizes=hidden, activation=self.activation),
+                train=TrainSettings(
+                    max_iter=max_iter,
+                    batch_size=self.batch_size,
+                    learning_rate=self.learning_rate,
+                    interpolant=self.interpolant,
+                    check_interval=CHECK_INTERVAL,
+                    n_iter_no_change=self.n_iter_no_change if self.early_stopping else None,
+                    tol=self.tol,
+                ),
+                solver=self._solver_settings(),
+                generator=_runtime.make_generator(self.random_state, device),
+                block_init=self.block_init,
+                validation=_runtime.to_tensor(validation_rows, device, _runtime.TRAIN_DTYPE)
+                if validation_rows is not None
+                else None,
+                probe=None
+                if probe_rows is None
+                else _runtime.to_tensor(probe_rows, device, _runtime.EXACT_DTYPE),
+                kept_blocks=kept,
+                kept_free_block=self.chain_.blocks[-1] if warm else None,
+                reporter=reporter,
+            )
+        n_new = len(chain.blocks) - len(kept)
+        old = [] if not warm else list(zip(self.loss_curve_, self.validation_scores_, self.n_iter_per_block_))
+        new = [(h.losses, -h.validation_losses, h.n_iter) for h in histories]
+        # A reused free block keeps its own history.
+        records = old[: len(kept)] + new + (old[-1:] if warm and n_new == 0 else [])
+        self.standardizer_ = preprocessing
         self.chain_ = chain
-        self.step_sizes_ = step_sizes
-        self.loss_curve_ = losses
-        self.n_iter_ = self.max_iter
+        self.step_sizes_ = tuple(b.step_size for b in chain.blocks[:-1])
+        self.loss_curve_ = [r[0] for r in records]
+        self.validation_scores_ = [r[1] for r in records]
+        self.n_iter_per_block_ = [int(r[2]) for r in records]
+        # An int, as scikit-learn's checks expect of n_iter_.
+        self.n_iter_ = sum(self.n_iter_per_block_)
+        self.probe_scores_ = list(probe_scores)
         self.device_ = device
+
+    def _check_warm_start(self, schedule):
+        """A warm start keeps the fitted OU blocks: the schedule must extend them."""
+        fitted = self.step_sizes_
+        if isinstance(schedule, FixedSchedule) and (
+            len(schedule.step_sizes) < len(fitted)
+            or not np.allclose(schedule.step_sizes[: len(fitted)], fitted)
+        ):
+            raise ValueError(
+                "warm_start=True keeps the fitted OU blocks, so step_sizes must start with "
+                f"the fitted step_sizes_ {fitted}; got {schedule.step_sizes}. Set "
+                "warm_start=False to train a new chain."
+            )
+
+    def _split_validation(self, X, rng):
+        """Held-out rows for early stopping (None without it)."""
+        if not self.early_stopping:
+            return X, None
+        n_validation = min(
+            MAX_VALIDATION_ROWS, max(1, int(round(self.validation_fraction * X.shape[0])))
+        )
+        if n_validation >= X.shape[0]:
+            raise ValueError(
+                f"early_stopping=True needs at least 2 rows (one to train, one to validate) "
+                f"after validation_fraction={self.validation_fraction}; got {X.shape[0]}."
+            )
+        order = rng.permutation(X.shape[0])
+        return X[order[n_validation:]], X[order[:n_validation]]
+
+    @staticmethod
+    def _probe_rows(train_rows, validation_rows):
+        """Held-out rows for the AutoSchedule: the validation rows, else some training rows."""
+        if validation_rows is not None:
+            return validation_rows
+        stride = max(1, len(train_rows) // MAX_VALIDATION_ROWS)
+        return train_rows[::stride]
 
     # --- preprocessing hooks (LocalFlowMatchingOutlierDetector overrides them) ---
 
     def _fit_preprocessing(self, X):
-        """Fit the column preprocessing on X; return it and the rows the blocks train on."""
-        standardizer = Standardizer().fit(X)
-        return standardizer, standardizer.transform(X)
+        """The column preprocessing, fitted on the training rows X."""
+        return Standardizer().fit(X)
+
+    def _training_rows(self, preprocessing, X, rng):
+        """The rows the blocks train on, from rows X in user units."""
+        return preprocessing.transform(X)
 
     def _preprocessing_log_det(self, X):
         """Log-Jacobian of the fitted preprocessing at the rows of X (scalar or per row)."""
         return self.standardizer_.log_det_
-
-    def _log_block(self, index, block, losses):
-        kind = "free block" if block.step_size is None else f"OU block h={block.step_size:.4g}"
-        tail = losses[-max(1, len(losses) // 10) :].mean()
-        logger.info("block %d (%s): final loss %.5f", index + 1, kind, tail)
 
     # --- input and output containers ---
 

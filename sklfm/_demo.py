@@ -33,8 +33,8 @@ import numpy as np
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # LocalFlowMatching settings of the demo; every other parameter keeps its default.
-# max_iter: 500 gradient steps per block instead of the default 2000, to keep the
-# demo short. activation: ReLU (as in the reference tabular runs) learns the 2-D
+# max_iter: at most 500 gradient steps per block (the default scales with the
+# table), to keep the demo short. activation: ReLU (as in the reference tabular runs) learns the 2-D
 # toys much faster than the default softplus at this budget.
 DEMO_PARAMS = dict(max_iter=500, activation="relu")
 GMM_GRID = (1, 2, 5, 10, 20)
@@ -200,7 +200,7 @@ def run_demo(args):
     params = dict(DEMO_PARAMS, max_iter=args.max_iter)
     print(
         f"  LocalFlowMatching({', '.join(f'{k}={v!r}' for k, v in params.items())}), other "
-        f"parameters default;\n  max_iter is cut from the default 2000 to keep the demo short. "
+        f"parameters default;\n  max_iter caps each block at that many steps to keep the demo short. "
         f"torch threads: {args.threads}."
     )
     print(

@@ -193,16 +193,6 @@ def test_empty_step_sizes_is_global_flow_matching(rings):
     assert model.sample(10).shape == (10, 2)
 
 
-def test_auto_step_sizes():
-    model = LocalFlowMatching(**dict(SMALL, step_sizes="auto", max_iter=5)).fit(
-        make_rings(200, random_state=0)
-    )
-    assert_allclose(model.step_sizes_, (0.15, 0.195, 0.2535))
-    assert len(model.chain_.blocks) == 4
-    assert [len(curve) for curve in model.loss_curve_] == [5] * 4
-    assert model.n_iter_ == 5
-
-
 def test_step_sizes_accept_list_and_numpy_scalars():
     X = make_rings(200, random_state=0)
     a = LocalFlowMatching(**dict(SMALL, step_sizes=[0.1, 0.2], max_iter=5)).fit(X)

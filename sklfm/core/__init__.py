@@ -1,13 +1,17 @@
 """The torch core of sklfm: tensors and plain settings in, no scikit-learn here."""
 
-from .block import Block, SolverSettings, TrainSettings, train_block
+from .block import Block, BlockHistory, SolverSettings, TrainSettings, train_block
 from .chain import FlowChain, train_chain
 from .network import ACTIVATIONS, VelocityMLP
 from .ode import SOLVERS
 from .paths import INTERPOLANTS
+from .schedule import AutoSchedule, FixedSchedule
 
 __all__ = [
     "ACTIVATIONS",
+    "AutoSchedule",
+    "BlockHistory",
+    "FixedSchedule",
     "INTERPOLANTS",
     "SOLVERS",
     "Block",

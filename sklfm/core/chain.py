@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .block import Block, train_block
+from .schedule import gaussian_probe
 
 # Upper bound on the elements of one chunk's (rows x features x width) Jacobian
 # tangent; keeps scoring memory flat whatever the number of rows. On the CPU
@@ -78,46 +79,102 @@ class FlowChain(nn.Module):
 
         return self._chunked(run, z)
 
-    def log_prob(self, x, solver):
-        """Exact log-density: log N(T(x); 0, I) + sum of the blocks' log-determinants."""
+    def push_with_logdet(self, x, solver):
+        """Latent codes and log |det dT/dx| per row, T the whole chain."""
         nets = self._frozen(x)
-        d = x.shape[1]
 
         def run(chunk):
             logdet = torch.zeros(chunk.shape[0], dtype=chunk.dtype, device=chunk.device)
             for block, net in zip(self.blocks, nets):
                 chunk, block_logdet = block.push_with_logdet(chunk, solver, net)
                 logdet = logdet + block_logdet
-            return -0.5 * (chunk * chunk).sum(dim=1) - 0.5 * d * math.log(2 * math.pi) + logdet
+            return chunk, logdet
 
         return self._chunked(run, x)
 
+    def log_prob(self, x, solver):
+        """Exact log-density: log N(T(x); 0, I) + log |det dT/dx|."""
+        z, logdet = self.push_with_logdet(x, solver)
+        d = x.shape[1]
+        return -0.5 * (z * z).sum(dim=1) - 0.5 * d * math.log(2 * math.pi) + logdet
+
 
 def train_chain(
-    data, step_sizes, network, train, solver, generator, block_init=True, on_block_end=None
+    data,
+    schedule,
+    network,
+    train,
+    solver,
+    generator,
+    block_init=True,
+    validation=None,
+    probe=None,
+    kept_blocks=(),
+    kept_free_block=None,
+    reporter=None,
 ):
-    """Train the OU blocks in order, then the free block; return the chain and losses.
+    """Train OU blocks as `schedule` decides, then the free block.
 
     `network` is a dict of VelocityMLP keyword arguments (hidden sizes and
-    activation). After each block the whole training set is pushed through it
-    to become the next block's data side. `on_block_end(index, block, losses)`
-    is called after each block.
+    activation). After each OU block the training rows (and the validation
+    and probe rows) are pushed through it to become the next block's data
+    side. `kept_blocks` are OU blocks already trained (warm start): the rows
+    pass through them and training resumes after them; `kept_free_block` is
+    reused when no new OU block was added. `probe` holds held-out rows for an
+    AutoSchedule (see schedule.gaussian_probe). `reporter`, if given, gets
+    `block_started(index, block)`, `checked(step, loss, validation_loss)` and
+    `block_finished(index, block, history)`.
+
+    Returns the chain, the BlockHistory of each block trained here, and the
+    probe scores (empty when the schedule needs none).
     """
     n_features = data.shape[1]
     # Weights are initialised on the CPU, whatever the device of `generator`.
     seed = torch.randint(2**62, (1,), generator=generator, device=generator.device).item()
     init = torch.Generator().manual_seed(seed)
-    blocks, losses = [], []
-    for index, step_size in enumerate([*step_sizes, None]):
+    probe_scores, probe_log_det = [], None
+    if schedule.needs_probe:
+        probe_log_det = torch.zeros(probe.shape[0], dtype=probe.dtype, device=probe.device)
+        probe_scores.append(gaussian_probe(data, probe, probe_log_det))
+
+    def advance(block):
+        nonlocal data, validation, probe, probe_log_det
+        one = FlowChain([block])
+        data = one.push(data, solver)
+        if validation is not None:
+            validation = one.push(validation, solver)
+        if probe_log_det is not None:
+            probe, block_log_det = one.push_with_logdet(probe, solver)
+            probe_log_det = probe_log_det + block_log_det
+            probe_scores.append(gaussian_probe(data, probe, probe_log_det))
+
+    blocks, histories = [], []
+
+    def train_new(step_size):
         if block_init and blocks:
             block = Block(copy.deepcopy(blocks[-1].net), step_size)
         else:
             block = Block.new(n_features, step_size=step_size, generator=init, **network)
             block = block.to(data.device)
-        losses.append(train_block(block, data, train, generator))
+        if reporter is not None:
+            reporter.block_started(len(blocks), block)
+        history = train_block(
+            block, data, train, generator, validation, reporter and reporter.checked
+        )
+        if reporter is not None:
+            reporter.block_finished(len(blocks), block, history)
         blocks.append(block)
-        if on_block_end is not None:
-            on_block_end(index, block, losses[-1])
-        if step_size is not None:
-            data = FlowChain([block]).push(data, solver)
-    return FlowChain(blocks), losses
+        histories.append(history)
+        return block
+
+    for block in kept_blocks:
+        blocks.append(block)
+        advance(block)
+    n_kept = len(blocks)
+    while (step_size := schedule.next_step(len(blocks), probe_scores)) is not None:
+        advance(train_new(step_size))
+    if kept_free_block is not None and len(blocks) == n_kept:
+        blocks.append(kept_free_block)
+    else:
+        train_new(None)
+    return FlowChain(blocks), histories, probe_scores
