@@ -15,7 +15,7 @@ from ._preprocessing import Standardizer
 from ._progress import ProgressLog
 from .core import (
     ACTIVATIONS,
-    INTERPOLANTS,
+    INTERPOLANT_CHOICES,
     SOLVERS,
     AutoSchedule,
     FixedSchedule,
@@ -26,10 +26,11 @@ from .core import (
 
 # max_iter="auto": steps per block = AUTO_EPOCHS passes over the training rows,
 # clipped to [AUTO_MIN_ITER + AUTO_ITER_PER_FEATURE * n_features, AUTO_MAX_ITER].
-AUTO_EPOCHS = 40
-AUTO_MIN_ITER = 500
-AUTO_ITER_PER_FEATURE = 50
-AUTO_MAX_ITER = 10_000
+# Early stopping ends most blocks of small tables well before the cap.
+AUTO_EPOCHS = 100
+AUTO_MIN_ITER = 1000
+AUTO_ITER_PER_FEATURE = 100
+AUTO_MAX_ITER = 5_000
 # Validation rows beyond this many add little to the checks and cost time.
 MAX_VALIDATION_ROWS = 4096
 # Early-stopping checks: every this many steps.
@@ -72,7 +73,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         "step_sizes": [StrOptions({"auto"}), tuple, list],
         "hidden_layer_sizes": [tuple, list, Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "interpolant": [StrOptions(set(INTERPOLANTS))],
+        "interpolant": [StrOptions(set(INTERPOLANT_CHOICES))],
         "max_iter": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],

@@ -41,12 +41,18 @@ class LocalFlowMatching(
         Hidden widths of each block's velocity MLP on [t, x].
     activation : {"softplus", "silu", "elu", "tanh", "relu"}, default="softplus"
         Hidden activation. Smooth activations keep the ODE solves accurate.
-    interpolant : {"trigonometric", "linear"}, default="trigonometric"
-        Path between the two ends of a block.
+    interpolant : {"trigonometric", "linear", "auto"}, default="trigonometric"
+        Path between the two ends of a block. "auto" takes the straight line
+        for the OU blocks and the trigonometric path for the free block. At
+        equal steps that gained 0.2 nats per dimension on the pinwheel toy
+        but learnt the OU step of the thin rings toy more slowly (fewer
+        blocks paid, 0.1 nats per dimension lost), so the reference runs'
+        trigonometric path stays the default.
     max_iter : int or "auto", default="auto"
         Gradient steps per block, at most (see ``early_stopping``). "auto"
-        runs 40 passes over the training rows, at least
-        500 + 50 * n_features steps and at most 10,000.
+        runs 100 passes over the training rows, at least
+        1000 + 100 * n_features steps and at most 5,000; early stopping
+        ends most blocks of small tables well before that.
     batch_size : int, default=512
         Minibatch size (capped at the number of rows).
     learning_rate : float, default=2e-3

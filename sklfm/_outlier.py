@@ -121,7 +121,7 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
         LocalFlowMatching's default: CPU-friendly).
     activation : {"softplus", "silu", "elu", "tanh", "relu"}, default="softplus"
         Hidden activation.
-    interpolant : {"trigonometric", "linear"}, default="trigonometric"
+    interpolant : {"auto", "trigonometric", "linear"}, default="trigonometric"
         Path between the two ends of a block.
     max_iter : int or "auto", default=150
         Gradient steps per block (far fewer than LocalFlowMatching's default:

@@ -57,7 +57,7 @@ def test_density_integrates_to_one_1d():
     grid, dx = np.linspace(X.min() - 60, X.max() + 60, 4001, retstep=True)
     density = np.exp(model.score_samples(grid[:, None]))
     # The grid covers the support: nothing left at its ends.
-    assert density[0] < 1e-6 * density.max() and density[-1] < 1e-6 * density.max()
+    assert density[0] < 1e-5 * density.max() and density[-1] < 1e-5 * density.max()
     assert _trapezoid(density, dx) == pytest.approx(1.0, abs=0.02)
 
 

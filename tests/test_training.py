@@ -112,7 +112,7 @@ def test_explicit_step_sizes_record_no_probe():
 def test_auto_budget_grows_with_rows_and_columns_and_is_capped():
     assert auto_max_iter(500, 2, 512) < auto_max_iter(500, 20, 512)
     assert auto_max_iter(10_000, 2, 512) < auto_max_iter(100_000, 2, 512)
-    assert auto_max_iter(10**7, 2, 512) == 10_000
+    assert auto_max_iter(10**7, 2, 512) == 5_000
     assert auto_max_iter(100, 2, 512) >= 500
 
 
@@ -209,3 +209,11 @@ def test_verbose_writes_to_stderr_without_logging_configured():
     lines = result.stderr.splitlines()
     assert lines and all(line.startswith("[sklfm] block 1") for line in lines)
     assert not logging.getLogger("sklfm").handlers  # nothing left behind in this process
+
+
+def test_auto_interpolant_is_linear_for_ou_blocks_and_trigonometric_for_the_free_block():
+    from sklfm.core.paths import interpolant_for, linear, trigonometric
+
+    assert interpolant_for("auto", 0.2) is linear
+    assert interpolant_for("auto", None) is trigonometric
+    assert interpolant_for("trigonometric", 0.2) is trigonometric

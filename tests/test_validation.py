@@ -180,7 +180,7 @@ def test_all_activations_and_solvers_run(activation, solver, X):
     assert np.isfinite(model.sample(5)).all()
 
 
-@pytest.mark.parametrize("interpolant", ["trigonometric", "linear"])
+@pytest.mark.parametrize("interpolant", ["trigonometric", "linear", "auto"])
 def test_interpolants_run(interpolant, X):
     model = LocalFlowMatching(**{**TINY, "interpolant": interpolant}).fit(X)
     assert np.isfinite(model.score_samples(X[:5])).all()

@@ -4,7 +4,7 @@ from .block import Block, BlockHistory, SolverSettings, TrainSettings, train_blo
 from .chain import FlowChain, train_chain
 from .network import ACTIVATIONS, VelocityMLP
 from .ode import SOLVERS
-from .paths import INTERPOLANTS
+from .paths import INTERPOLANT_CHOICES, INTERPOLANTS
 from .schedule import AutoSchedule, FixedSchedule
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "AutoSchedule",
     "BlockHistory",
     "FixedSchedule",
+    "INTERPOLANT_CHOICES",
     "INTERPOLANTS",
     "SOLVERS",
     "Block",

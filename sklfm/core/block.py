@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from . import ode
 from .network import VelocityMLP
-from .paths import INTERPOLANTS, block_target
+from .paths import block_target, interpolant_for
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class _BlockLoss:
 
     def __init__(self, block, interpolant):
         self.step_size = block.step_size
-        self.interpolate = INTERPOLANTS[interpolant]
+        self.interpolate = interpolant_for(interpolant, block.step_size)
 
     def __call__(self, net, x0, noise, t):
         xt, target = self.interpolate(x0, block_target(x0, noise, self.step_size), t)

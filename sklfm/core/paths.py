@@ -21,6 +21,16 @@ def linear(x0, x1, t):
 
 
 INTERPOLANTS = {"trigonometric": trigonometric, "linear": linear}
+# "auto": the OU blocks follow the straight line, the free block the
+# trigonometric path (an option; see LocalFlowMatching's docstring).
+INTERPOLANT_CHOICES = (*INTERPOLANTS, "auto")
+
+
+def interpolant_for(name, step_size):
+    """The interpolant function of a block: `name`, with "auto" resolved by block kind."""
+    if name == "auto":
+        name = "trigonometric" if step_size is None else "linear"
+    return INTERPOLANTS[name]
 
 
 def ou_step(x0, noise, step_size):
