@@ -2,7 +2,14 @@
 
 from ._density import LocalFlowMatching
 from ._outlier import LocalFlowMatchingOutlierDetector
+from ._persistence import InconsistentVersionWarning, load
 
 __version__ = "0.1.0"
 
-__all__ = ["LocalFlowMatching", "LocalFlowMatchingOutlierDetector", "__version__"]
+__all__ = [
+    "InconsistentVersionWarning",
+    "LocalFlowMatching",
+    "LocalFlowMatchingOutlierDetector",
+    "__version__",
+    "load",
+]

@@ -1,5 +1,6 @@
 """The scikit-learn facade shared by the public estimators: parameters, validation, fit."""
 
+import os
 from contextlib import contextmanager
 from numbers import Integral, Real
 
@@ -10,7 +11,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils._set_output import _get_container_adapter
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from . import _runtime
+from . import _persistence, _runtime
+from ._checkpoint import Checkpointer, fingerprint
 from ._preprocessing import Standardizer
 from ._progress import ProgressLog
 from .core import (
@@ -66,6 +68,23 @@ def _unchanged_on_error(estimator):
         raise
 
 
+def _column_kinds(X):
+    """{column name: numpy dtype kind} of a DataFrame; {None: kind} of an array."""
+    dtypes = getattr(X, "dtypes", None)
+    if hasattr(dtypes, "items"):
+        return {str(name): dtype.kind for name, dtype in dtypes.items()}
+    dtype = getattr(X, "dtype", None)
+    return {None: dtype.kind} if isinstance(dtype, np.dtype) else {}
+
+
+def _check_finite_rows(values, message):
+    """Raise ValueError(message) naming the rows of `values` that are not finite."""
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if bad.size:
+        raise ValueError(f"{message} ({bad.size} of {len(values)} rows, e.g. row {bad[0]}).")
+    return values
+
+
 class BaseLocalFlowMatching(BaseEstimator):
     """Parameters, validation and training shared by the public LFM estimators."""
 
@@ -88,6 +107,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         "device": [str, _runtime.Device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "checkpoint_dir": [None, str, os.PathLike],
     }
 
     def __init__(
@@ -111,6 +131,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         device="auto",
         random_state=None,
         verbose=0,
+        checkpoint_dir=None,
     ):
         self.step_sizes = step_sizes
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -130,6 +151,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -202,14 +224,20 @@ class BaseLocalFlowMatching(BaseEstimator):
             self._check_warm_start(schedule)
         device = self.device_ if warm else _runtime.resolve_device(self.device)
         X = self._validate_X(X, reset=not warm)
+        random_state, checkpoint, resume = self.random_state, None, None
+        if self.checkpoint_dir is not None:
+            key = fingerprint(self, X, warm_from=self if warm else None)
+            checkpoint = Checkpointer(self.checkpoint_dir, key)
+            random_state, resume = checkpoint.resume(self.random_state, device)
 
-        rng = check_random_state(self.random_state)
+        rng = check_random_state(random_state)
         train_X, validation_X = self._split_validation(X, rng)
         preprocessing = self.standardizer_ if warm else self._fit_preprocessing(train_X)
         train_rows = self._training_rows(preprocessing, train_X, rng)
         validation_rows = (
             None if validation_X is None else self._training_rows(preprocessing, validation_X, rng)
         )
+        self._check_standardized(preprocessing, train_rows, validation_rows)
         probe_rows = self._probe_rows(train_rows, validation_rows) if schedule.needs_probe else None
         data = _runtime.to_tensor(train_rows, device, _runtime.TRAIN_DTYPE)
         max_iter = (
@@ -233,7 +261,7 @@ class BaseLocalFlowMatching(BaseEstimator):
                     tol=self.tol,
                 ),
                 solver=self._solver_settings(),
-                generator=_runtime.make_generator(self.random_state, device),
+                generator=_runtime.make_generator(random_state, device),
                 block_init=self.block_init,
                 validation=_runtime.to_tensor(validation_rows, device, _runtime.TRAIN_DTYPE)
                 if validation_rows is not None
@@ -244,6 +272,8 @@ class BaseLocalFlowMatching(BaseEstimator):
                 kept_blocks=kept,
                 kept_free_block=self.chain_.blocks[-1] if warm else None,
                 reporter=reporter,
+                resume=resume,
+                on_progress=checkpoint and checkpoint.save,
             )
         n_new = len(chain.blocks) - len(kept)
         old = [] if not warm else list(zip(self.loss_curve_, self.validation_scores_, self.n_iter_per_block_))
@@ -260,6 +290,36 @@ class BaseLocalFlowMatching(BaseEstimator):
         self.n_iter_ = sum(self.n_iter_per_block_)
         self.probe_scores_ = list(probe_scores)
         self.device_ = device
+        self._fit_versions = _persistence.versions()
+        if checkpoint is not None:
+            checkpoint.clear()
+
+    # --- persistence ---
+
+    def __getstate__(self):
+        # Plain values and CPU arrays (see _persistence), not torch modules tied to a device.
+        return _persistence.get_state(self)
+
+    def __setstate__(self, state):
+        _persistence.set_state(self, state)
+
+    def save(self, path):
+        """Save the estimator to one file that loads without running code (no pickle).
+
+        Parameters
+        ----------
+        path : str, path-like or binary file object
+            Where to write; a path is written through a temporary file and
+            renamed, so it never holds a partial model. Read it back with
+            :func:`sklfm.load`.
+
+        Notes
+        -----
+        The file is a zip archive of ``meta.json`` (class, parameters, fitted
+        attributes, library versions) and the weights and arrays as ``.npy``
+        files. See ``docs/persistence.md``.
+        """
+        _persistence.save(self, path)
 
     def _check_warm_start(self, schedule):
         """A warm start keeps the fitted OU blocks: the schedule must extend them."""
@@ -307,6 +367,19 @@ class BaseLocalFlowMatching(BaseEstimator):
         """The rows the blocks train on, from rows X in user units."""
         return preprocessing.transform(X)
 
+    def _check_standardized(self, preprocessing, *row_sets):
+        # The blocks train in float32: standardized rows must be finite there too.
+        limit = np.finfo(_runtime.TRAIN_DTYPE_NUMPY).max
+        overflow = ~np.isfinite(preprocessing.scale_)
+        for rows in row_sets:
+            if rows is not None:
+                overflow |= ~(np.abs(rows) <= limit).all(axis=0)
+        if overflow.any():
+            raise ValueError(
+                f"X is too large to standardize: columns {np.flatnonzero(overflow).tolist()} "
+                "overflow when centred and scaled. Rescale them (e.g. divide by a power of ten)."
+            )
+
     def _preprocessing_log_det(self, X):
         """Log-Jacobian of the fitted preprocessing at the rows of X (scalar or per row)."""
         return self.standardizer_.log_det_
@@ -315,32 +388,43 @@ class BaseLocalFlowMatching(BaseEstimator):
 
     def _validate_X(self, X, reset):
         """validate_data with float64 output and a clear message for non-numeric columns."""
-        try:
-            # C order: the same numbers whether X came as an array or a DataFrame
-            # (column means are summed in a layout-dependent order).
-            return validate_data(
+        # C order: the same numbers whether X came as an array or a DataFrame
+        # (column means are summed in a layout-dependent order).
+        return self._numeric(
+            X,
+            lambda X: validate_data(
                 self,
                 X,
                 dtype=np.float64,
                 order="C",
                 reset=reset,
                 ensure_min_samples=2 if reset else 1,
-            )
-        except ValueError as exc:
-            if not str(exc).startswith("could not convert"):
+            ),
+        )
+
+    def _numeric(self, X, convert):
+        """convert(X) to a float64 array, with a clear error for non-numeric columns."""
+        kinds = _column_kinds(X)
+        if set(kinds.values()) & set("Mm"):
+            # numpy would silently turn datetime64 arrays into counts of their own unit.
+            raise self._non_numeric_error(kinds, "got datetime or timedelta values", ValueError)
+        try:
+            return convert(X)
+        except (ValueError, TypeError) as exc:
+            if not str(exc).startswith(("could not convert", "float() argument")):
                 raise
-            dtypes = getattr(X, "dtypes", None)
-            columns = (
-                [str(name) for name, dtype in dtypes.items() if dtype.kind not in "biuf"]
-                if hasattr(dtypes, "items")
-                else []
-            )
-            where = f" Non-numeric columns: {columns}." if columns else ""
-            raise ValueError(
-                f"{type(self).__name__} requires numeric input ({exc}).{where} Encode "
-                "categorical or string columns first, e.g. with "
-                "sklearn.preprocessing.OrdinalEncoder in a ColumnTransformer."
-            ) from exc
+            # Same class as the original: TypeError for objects that are not numbers.
+            raise self._non_numeric_error(kinds, exc, type(exc)) from exc
+
+    def _non_numeric_error(self, kinds, reason, error):
+        columns = [name for name, kind in kinds.items() if name is not None and kind not in "biuf"]
+        where = f" Non-numeric columns: {columns}." if columns else ""
+        return error(
+            f"{type(self).__name__} requires numeric input ({reason}).{where} Encode "
+            "categorical or string columns first, e.g. with "
+            "sklearn.preprocessing.OrdinalEncoder in a ColumnTransformer, and convert "
+            "dates to numbers, e.g. days since a reference date."
+        )
 
     def _validated(self, X):
         check_is_fitted(self)
@@ -381,15 +465,22 @@ class BaseLocalFlowMatching(BaseEstimator):
         X = self._validated(X)
         U = self._exact_tensor(self.standardizer_.transform(X))
         log_prob = self.chain_.log_prob(U, self._solver_settings())
-        return _runtime.to_numpy(log_prob) + self._preprocessing_log_det(X)
+        scores = _runtime.to_numpy(log_prob) + self._preprocessing_log_det(X)
+        # Rows so far from the data that float64 overflows on the way have, to float64
+        # precision, zero density: -inf, never NaN (an outlier must not pass as an inlier).
+        scores[~np.isfinite(scores)] = -np.inf
+        return scores
 
     def _latent_to_data(self, Z):
         X = self.chain_.pull(self._exact_tensor(Z), self._solver_settings())
-        return self.standardizer_.inverse_transform(_runtime.to_numpy(X))
+        return _check_finite_rows(
+            self.standardizer_.inverse_transform(_runtime.to_numpy(X)),
+            "Z is too far from the latent Gaussian: mapping it to data space overflows float64",
+        )
 
     def _check_latent(self, Z):
         check_is_fitted(self)
-        Z = check_array(Z, dtype=np.float64, order="C", input_name="Z")
+        Z = self._numeric(Z, lambda Z: check_array(Z, dtype=np.float64, order="C", input_name="Z"))
         if Z.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"Z has {Z.shape[1]} features, but {type(self).__name__} is expecting "

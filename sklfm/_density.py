@@ -8,7 +8,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import _runtime
-from ._base import BaseLocalFlowMatching
+from ._base import BaseLocalFlowMatching, _check_finite_rows
 
 
 class LocalFlowMatching(
@@ -93,6 +93,14 @@ class LocalFlowMatching(
         validation loss) and its end; 2 logs every check. When the
         application has configured no logging handler, one writing to
         stderr is attached during the fit.
+    checkpoint_dir : str, path-like or None, default=None
+        Directory for a checkpoint of the fit in progress, written atomically
+        after each block and, within a block, every 50 steps at most every 10
+        seconds. A fit that is killed and started again with the same data
+        and parameters resumes from it and ends with the same model (bit for
+        bit on the CPU with an integer ``random_state``); a checkpoint of
+        another fit is ignored with a warning. One fit per directory; the
+        file is removed when the fit completes. See ``docs/persistence.md``.
 
     Attributes
     ----------
@@ -186,7 +194,10 @@ class LocalFlowMatching(
         """
         X = self._validated(X)
         U = self._exact_tensor(self.standardizer_.transform(X))
-        return _runtime.to_numpy(self.chain_.push(U, self._solver_settings()))
+        Z = _runtime.to_numpy(self.chain_.push(U, self._solver_settings()))
+        return _check_finite_rows(
+            Z, "X is too far from the training data: its latent codes overflow float64"
+        )
 
     def inverse_transform(self, Z):
         """Map latent codes back to data space.

@@ -7,6 +7,7 @@ from sklearn.base import OutlierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseLocalFlowMatching
+from ._preprocessing import Standardizer
 
 # Smoothing noise is drawn once, on copies of the training rows: enough copies
 # that the blocks see at least this many distinct noisy rows.
@@ -33,15 +34,17 @@ class _DetectorPreprocessing:
         self.scaling = scaling
 
     def fit(self, X):
+        # Standardizer: a standard deviation that neither overflows nor underflows, 1
+        # for constant columns.
+        standard = Standardizer().fit(X)
         if self.scaling == "robust":
             center = np.median(X, axis=0)
             q1, q3 = np.percentile(X, [25, 75], axis=0)
             scale = (q3 - q1) / 1.349
-            scale = np.where(scale > 0, scale, X.std(axis=0))
+            self.scale_ = np.where(scale > 0, scale, standard.scale_)
         else:
-            center, scale = X.mean(axis=0), X.std(axis=0)
+            center, self.scale_ = standard.mean_, standard.scale_
         self.center_ = center
-        self.scale_ = np.where(scale > 0, scale, 1.0)
         steps = np.zeros(X.shape[1])
         for j in range(X.shape[1]):
             column = X[:, j]
@@ -52,7 +55,8 @@ class _DetectorPreprocessing:
         return self
 
     def _scaled(self, X):
-        return (X - self.center_) / self.scale_
+        with np.errstate(over="ignore"):  # as in Standardizer.transform
+            return (X - self.center_) / self.scale_
 
     def transform(self, X):
         U = self._scaled(X)
@@ -66,7 +70,8 @@ class _DetectorPreprocessing:
         log_det = -np.sum(np.log(self.scale_))
         if self.scaling == "robust":
             U = self._scaled(X)
-            return log_det - 0.5 * np.sum(np.log1p(U * U), axis=1)
+            # log sqrt(1 + u**2), without overflow for huge u
+            return log_det - np.sum(np.log(np.hypot(1.0, U)), axis=1)
         return np.full(X.shape[0], log_det)
 
 
@@ -159,6 +164,9 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
     verbose : int, default=0
         Progress of the fit through the ``sklfm`` logger; see
         :class:`~sklfm.LocalFlowMatching`.
+    checkpoint_dir : str, path-like or None, default=None
+        Directory for a checkpoint of the fit in progress, to resume a killed
+        fit; see :class:`~sklfm.LocalFlowMatching`.
 
     Attributes
     ----------
@@ -263,6 +271,7 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
         device="auto",
         random_state=None,
         verbose=0,
+        checkpoint_dir=None,
     ):
         super().__init__(
             step_sizes=step_sizes,
@@ -283,6 +292,7 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
             device=device,
             random_state=random_state,
             verbose=verbose,
+            checkpoint_dir=checkpoint_dir,
         )
         self.contamination = contamination
         self.scaling = scaling

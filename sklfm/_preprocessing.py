@@ -1,24 +1,40 @@
 """Column preprocessing in front of the flow, with the log-Jacobian it adds."""
 
 import numpy as np
-from sklearn.preprocessing import StandardScaler
 
 
 class Standardizer:
     """Centre and scale each column; densities are carried back to user units.
 
     If u = (x - mean) / scale, then log p_x(x) = log p_u(u) - sum(log scale):
-    `log_det` is that constant term. Constant columns keep scale 1, as in
+    `log_det_` is that constant term. Constant columns keep scale 1, as in
     scikit-learn's StandardScaler.
+
+    The moments are computed on each column divided by its largest magnitude,
+    so that columns of huge (1e300) or subnormal (1e-310) values neither
+    overflow nor underflow (StandardScaler squares the raw values: its variance
+    of 1e200 is inf, of 1e-170 is 0).
     """
 
     def fit(self, X):
-        self.scaler_ = StandardScaler().fit(X)
-        self.log_det_ = -float(np.sum(np.log(self.scaler_.scale_)))
+        peak = np.max(np.abs(X), axis=0)
+        peak = np.where(peak > 0, peak, 1.0)
+        scaled = X / peak
+        mean, std = scaled.mean(axis=0), scaled.std(axis=0)
+        # As StandardScaler: a spread within rounding error of the mean is a constant column.
+        constant = std <= X.shape[0] * np.finfo(X.dtype).eps * np.abs(mean)
+        self.mean_ = mean * peak
+        self.scale_ = np.where(constant, 1.0, std * peak)
+        self.log_det_ = -float(np.sum(np.log(self.scale_)))
         return self
 
+    # Rows near the float64 limit may overflow to inf here; callers handle it (a score
+    # of -inf, an error from the transforms, an error from fit), so numpy's warning goes.
+
     def transform(self, X):
-        return self.scaler_.transform(X)
+        with np.errstate(over="ignore"):
+            return (X - self.mean_) / self.scale_
 
     def inverse_transform(self, U):
-        return self.scaler_.inverse_transform(U)
+        with np.errstate(over="ignore"):
+            return U * self.scale_ + self.mean_

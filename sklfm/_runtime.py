@@ -7,6 +7,7 @@ from sklearn.utils import check_random_state
 # Training runs in float32; exact scoring and the transforms in float64, so
 # that a row's value does not depend on the batch it is computed in.
 TRAIN_DTYPE = torch.float32
+TRAIN_DTYPE_NUMPY = np.float32
 EXACT_DTYPE = torch.float64
 
 Device = torch.device
@@ -23,6 +24,16 @@ def resolve_device(device):
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available.")
     return resolved
+
+
+def is_available(device):
+    """Whether tensors can be placed on `device` (a torch.device) in this process."""
+    if device.type == "cpu":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    backend = getattr(torch.backends, device.type, None)
+    return bool(backend is not None and backend.is_available())
 
 
 def make_generator(random_state, device):

@@ -1,10 +1,18 @@
 """The torch core of sklfm: tensors and plain settings in, no scikit-learn here."""
 
-from .block import Block, BlockHistory, SolverSettings, TrainSettings, train_block
+from .block import (
+    Block,
+    BlockHistory,
+    SolverSettings,
+    TrainingDivergedError,
+    TrainSettings,
+    train_block,
+)
 from .chain import FlowChain, train_chain
 from .network import ACTIVATIONS, VelocityMLP
 from .ode import SOLVERS
 from .paths import INTERPOLANT_CHOICES, INTERPOLANTS
+from .progress import BlockProgress, ChainProgress
 from .schedule import AutoSchedule, FixedSchedule
 
 __all__ = [
@@ -16,9 +24,12 @@ __all__ = [
     "INTERPOLANTS",
     "SOLVERS",
     "Block",
+    "BlockProgress",
+    "ChainProgress",
     "FlowChain",
     "SolverSettings",
     "TrainSettings",
+    "TrainingDivergedError",
     "VelocityMLP",
     "train_block",
     "train_chain",

@@ -1,5 +1,8 @@
 """One LFM block: a velocity network, its OU step size, and its training loop."""
 
+import copy
+import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +14,7 @@ from torch.nn import functional as F
 from . import ode
 from .network import VelocityMLP
 from .paths import block_target, interpolant_for
+from .progress import BlockProgress
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,26 @@ def _draw_noise_and_times(n_rows, n_features, generator, dtype):
     return noise, t
 
 
-def train_block(block, data, settings, generator, validation=None, on_check=None):
+# A non-finite loss or weight sends training back to the last good check with
+# the learning rate halved, at most this many times per block.
+MAX_BACKOFFS = 3
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss stayed non-finite after MAX_BACKOFFS learning-rate halvings."""
+
+
+def train_block(
+    block,
+    data,
+    settings,
+    generator,
+    validation=None,
+    on_check=None,
+    resume=None,
+    on_progress=None,
+    name="block",
+):
     """Fit the block's velocity to its interpolant; return a BlockHistory.
 
     Each step draws a minibatch of `data` (the block's data side), fresh noise,
@@ -115,50 +138,153 @@ def train_block(block, data, settings, generator, validation=None, on_check=None
     validation loss uses noise and times drawn once per block, so that checks
     compare weights, not draws. `on_check(step, train_loss, validation_loss)`
     is called at each check (validation_loss is None without validation rows).
+
+    Each check also tests the losses since the previous check and the weights:
+    if any is not finite, training returns to the previous good check with the
+    learning rate halved (a RuntimeWarning says so), and after MAX_BACKOFFS
+    halvings raises TrainingDivergedError naming `name` and the step. Every
+    good check before the last step gives `on_progress` a BlockProgress, and a
+    BlockProgress passed as `resume` continues the block from it exactly.
     """
-    block_loss = _BlockLoss(block, settings.interpolant)
-    n_rows, n_features = data.shape
-    batch = min(settings.batch_size, n_rows)
-    dtype = data.dtype
-    # foreach: the multi-tensor Adam, bit-for-bit the same updates as the per-tensor
-    # default on the CPU and ~15 % faster per step there (benchmarks/speed.py).
-    optimizer = torch.optim.Adam(block.net.parameters(), lr=settings.learning_rate, foreach=True)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=settings.max_iter, eta_min=0.01 * settings.learning_rate
-    )
-    if validation is not None:
-        validation_draws = _draw_noise_and_times(len(validation), n_features, generator, dtype)
-    stopper = _EarlyStopping(block.net, settings) if validation is not None else None
-    losses = torch.empty(settings.max_iter, device=data.device)
-    validation_losses = []
+    run = _Run(block, data, settings, generator, validation)
+    good = run.progress() if resume is None else resume
+    if resume is not None:
+        run.restore(resume)
     block.train()
-    step = 0
-    while step < settings.max_iter:
-        idx = torch.randint(n_rows, (batch,), generator=generator, device=data.device)
-        x0 = data.index_select(0, idx)  # same rows as data[idx], much faster on CPU
-        loss = block_loss(block.net, x0, *_draw_noise_and_times(batch, n_features, generator, dtype))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        losses[step] = loss.detach()
-        step += 1
-        if step % settings.check_interval and step < settings.max_iter:
+    while run.step < settings.max_iter:
+        run.train_step()
+        if run.step % settings.check_interval and run.step < settings.max_iter:
             continue
-        validation_loss = None
-        if validation is not None:
-            with torch.no_grad():
-                validation_loss = block_loss(block.net, validation, *validation_draws).item()
-            validation_losses.append(validation_loss)
+        if not run.finite_since(good.step):
+            good = run.back_off(good, name)
+            continue
+        validation_loss = run.validate()
+        if validation_loss is not None and not math.isfinite(validation_loss):
+            good = run.back_off(good, name)
+            continue
         if on_check is not None:
-            recent = losses[max(0, step - settings.check_interval) : step].mean().item()
-            on_check(step, recent, validation_loss)
-        if stopper is not None and stopper.should_stop(validation_loss):
+            recent = run.losses[max(0, run.step - settings.check_interval) : run.step].mean()
+            on_check(run.step, recent.item(), validation_loss)
+        if run.stopper is not None and run.stopper.should_stop(validation_loss):
             break
-    if stopper is not None:
-        stopper.restore_best()
+        if run.step < settings.max_iter:
+            good = run.progress()
+            if on_progress is not None:
+                on_progress(good)
+    if run.stopper is not None:
+        run.stopper.restore_best()
     block.eval()
-    return BlockHistory(losses[:step].cpu().numpy(), np.asarray(validation_losses), step)
+    return BlockHistory(
+        run.losses[: run.step].cpu().numpy(), np.asarray(run.validation_losses), run.step
+    )
+
+
+class _Run:
+    """One block's training state: optimizer, scheduler, draws, history; one step at a time."""
+
+    def __init__(self, block, data, settings, generator, validation):
+        self.net, self.data, self.generator = block.net, data, generator
+        self.validation = validation
+        self.loss = _BlockLoss(block, settings.interpolant)
+        self.batch = min(settings.batch_size, data.shape[0])
+        # foreach: the multi-tensor Adam, bit-for-bit the same updates as the per-tensor
+        # default on the CPU and ~15 % faster per step there (benchmarks/speed.py).
+        self.optimizer = torch.optim.Adam(
+            self.net.parameters(), lr=settings.learning_rate, foreach=True
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=settings.max_iter, eta_min=0.01 * settings.learning_rate
+        )
+        self.validation_draws = None
+        if validation is not None:
+            self.validation_draws = _draw_noise_and_times(
+                len(validation), data.shape[1], generator, data.dtype
+            )
+        self.stopper = _EarlyStopping(self.net, settings) if validation is not None else None
+        self.losses = torch.empty(settings.max_iter, device=data.device)
+        self.validation_losses = []
+        self.step = 0
+        self.backoffs = 0
+
+    def train_step(self):
+        data, generator = self.data, self.generator
+        idx = torch.randint(data.shape[0], (self.batch,), generator=generator, device=data.device)
+        x0 = data.index_select(0, idx)  # same rows as data[idx], much faster on CPU
+        draws = _draw_noise_and_times(self.batch, data.shape[1], generator, data.dtype)
+        loss = self.loss(self.net, x0, *draws)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.losses[self.step] = loss.detach()
+        self.step += 1
+
+    def validate(self):
+        if self.validation is None:
+            return None
+        with torch.no_grad():
+            loss = self.loss(self.net, self.validation, *self.validation_draws).item()
+        self.validation_losses.append(loss)
+        return loss
+
+    def finite_since(self, step):
+        """Whether the losses from `step` on and the weights are all finite (one host sync)."""
+        checks = [torch.isfinite(self.losses[step : self.step]).all()]
+        checks += [torch.isfinite(p).all() for p in self.net.parameters()]
+        return bool(torch.stack(checks).all())
+
+    def progress(self):
+        return BlockProgress(
+            step=self.step,
+            weights={k: v.detach().clone() for k, v in self.net.state_dict().items()},
+            optimizer=copy.deepcopy(self.optimizer.state_dict()),
+            scheduler=copy.deepcopy(self.scheduler.state_dict()),
+            generator=self.generator.get_state(),
+            losses=self.losses[: self.step].clone(),
+            validation_losses=list(self.validation_losses),
+            validation_draws=self.validation_draws,
+            stopper=None if self.stopper is None else self.stopper.state(),
+            backoffs=self.backoffs,
+        )
+
+    def restore(self, progress):
+        device = self.data.device
+        self.net.load_state_dict(progress.weights)
+        # load_state_dict keeps the tensors it is given: copies, so `progress` stays intact.
+        self.optimizer.load_state_dict(copy.deepcopy(progress.optimizer))
+        self.scheduler.load_state_dict(copy.deepcopy(progress.scheduler))
+        self.generator.set_state(progress.generator)
+        self.step = progress.step
+        self.losses[: self.step] = progress.losses.to(device)
+        self.validation_losses = list(progress.validation_losses)
+        if progress.validation_draws is not None:
+            self.validation_draws = tuple(d.to(device) for d in progress.validation_draws)
+        if self.stopper is not None:
+            self.stopper.load_state(progress.stopper)
+        self.backoffs = progress.backoffs
+
+    def back_off(self, good, name):
+        """Return to `good` with the learning rate halved; the new good state."""
+        failed_at = self.step
+        if good.backoffs >= MAX_BACKOFFS:
+            raise TrainingDivergedError(
+                f"Training {name} diverged: the loss or the weights were not finite at step "
+                f"{failed_at} after {MAX_BACKOFFS} learning-rate halvings. Lower "
+                "learning_rate, or look for extreme values in the data."
+            )
+        self.restore(good)
+        for group in self.optimizer.param_groups:
+            group["lr"] *= 0.5
+        self.scheduler.base_lrs = [lr * 0.5 for lr in self.scheduler.base_lrs]
+        self.scheduler.eta_min *= 0.5
+        self.backoffs += 1
+        warnings.warn(
+            f"Non-finite loss or weights in {name} by step {failed_at}: training resumes "
+            f"from step {good.step} with the learning rate halved.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return self.progress()
 
 
 class _EarlyStopping:
@@ -183,6 +309,14 @@ class _EarlyStopping:
                 return False
         self.bad_checks += 1
         return self.bad_checks >= self.patience
+
+    def state(self):
+        return {"best": self.best, "best_weights": self.best_weights, "bad_checks": self.bad_checks}
+
+    def load_state(self, state):
+        self.best, self.best_weights, self.bad_checks = (
+            state["best"], state["best_weights"], state["bad_checks"]
+        )
 
     def restore_best(self):
         if self.best_weights is not None:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .block import Block, train_block
+from .progress import ChainProgress
 from .schedule import gaussian_probe
 
 # Upper bound on the elements of one chunk's (rows x features x width) Jacobian
@@ -112,6 +113,8 @@ def train_chain(
     kept_blocks=(),
     kept_free_block=None,
     reporter=None,
+    resume=None,
+    on_progress=None,
 ):
     """Train OU blocks as `schedule` decides, then the free block.
 
@@ -124,6 +127,11 @@ def train_chain(
     AutoSchedule (see schedule.gaussian_probe). `reporter`, if given, gets
     `block_started(index, block)`, `checked(step, loss, validation_loss)` and
     `block_finished(index, block, history)`.
+
+    `on_progress(progress, block_done)` gets a ChainProgress after each good
+    check inside a block (block_done False) and after each finished OU block
+    (True); a ChainProgress passed as `resume` (with the same arguments
+    otherwise) continues the run from it and ends with the same chain.
 
     Returns the chain, the BlockHistory of each block trained here, and the
     probe scores (empty when the schedule needs none).
@@ -150,19 +158,35 @@ def train_chain(
 
     blocks, histories = [], []
 
-    def train_new(step_size):
+    def progress(current=None):
+        return ChainProgress(
+            list(blocks), list(histories), generator.get_state(), init.get_state(), current
+        )
+
+    def train_new(step_size, resume_block=None):
+        index = len(blocks)
         if block_init and blocks:
             block = Block(copy.deepcopy(blocks[-1].net), step_size)
         else:
-            block = Block.new(n_features, step_size=step_size, generator=init, **network)
+            # A resumed block gets its weights from `resume_block`, not from `init`.
+            source = init if resume_block is None else torch.Generator()
+            block = Block.new(n_features, step_size=step_size, generator=source, **network)
             block = block.to(data.device)
         if reporter is not None:
-            reporter.block_started(len(blocks), block)
+            reporter.block_started(index, block)
         history = train_block(
-            block, data, train, generator, validation, reporter and reporter.checked
+            block,
+            data,
+            train,
+            generator,
+            validation,
+            reporter and reporter.checked,
+            resume=resume_block,
+            on_progress=on_progress and (lambda current: on_progress(progress(current), False)),
+            name=f"block {index + 1} ({'free' if step_size is None else f'OU h={step_size:.4g}'})",
         )
         if reporter is not None:
-            reporter.block_finished(len(blocks), block, history)
+            reporter.block_finished(index, block, history)
         blocks.append(block)
         histories.append(history)
         return block
@@ -171,10 +195,22 @@ def train_chain(
         blocks.append(block)
         advance(block)
     n_kept = len(blocks)
+    resume_block = None
+    if resume is not None:
+        for block in resume.blocks[n_kept:]:
+            blocks.append(block)
+            advance(block)
+        histories.extend(resume.histories)
+        generator.set_state(resume.generator)
+        init.set_state(resume.init_generator)
+        resume_block = resume.current
     while (step_size := schedule.next_step(len(blocks), probe_scores)) is not None:
-        advance(train_new(step_size))
+        advance(train_new(step_size, resume_block))
+        resume_block = None
+        if on_progress is not None:
+            on_progress(progress(), True)
     if kept_free_block is not None and len(blocks) == n_kept:
         blocks.append(kept_free_block)
     else:
-        train_new(None)
+        train_new(None, resume_block)
     return FlowChain(blocks), histories, probe_scores

@@ -68,6 +68,27 @@ class VelocityMLP(nn.Module):
         # Stored by name: the functions are looked up at call time so the module pickles.
         self.activation = activation
 
+    @classmethod
+    def from_parameters(cls, weights, biases, activation):
+        """A network with the given layer weights (out x in) and biases, e.g. read from a file.
+
+        Raises ValueError when they do not form an MLP on [t, x] with output size n_features.
+        """
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}")
+        if not weights or len(weights) != len(biases) or weights[0].dim() != 2:
+            raise ValueError("weights and biases must be non-empty lists of equal length")
+        sizes = [w.shape[0] for w in weights[:-1]]
+        # A throwaway generator: building the layers must not touch torch's global state.
+        net = cls(weights[0].shape[1] - 1, sizes, activation, generator=torch.Generator())
+        state = {f"weights.{i}": w for i, w in enumerate(weights)}
+        state.update({f"biases.{i}": b for i, b in enumerate(biases)})
+        try:
+            net.load_state_dict(state)  # checks every shape
+        except RuntimeError as exc:
+            raise ValueError(str(exc)) from exc
+        return net
+
     def _layers(self, dtype):
         # Weights follow the input's dtype: float32 training, float64 exact scoring.
         return [(w.to(dtype), b.to(dtype)) for w, b in zip(self.weights, self.biases)]
