@@ -1,5 +1,6 @@
 """The scikit-learn facade shared by the public estimators: parameters, validation, fit."""
 
+import dataclasses
 import os
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -26,13 +27,16 @@ from .core import (
     train_chain,
 )
 
-# max_iter="auto": steps per block = AUTO_EPOCHS passes over the training rows,
-# clipped to [AUTO_MIN_ITER + AUTO_ITER_PER_FEATURE * n_features, AUTO_MAX_ITER].
-# Early stopping ends most blocks of small tables well before the cap.
+# max_iter="auto": steps per OU block = AUTO_EPOCHS passes over the training rows,
+# clipped to [AUTO_MIN_ITER + AUTO_ITER_PER_FEATURE * n_features, AUTO_MAX_ITER];
+# the free block, which carries the data all the way to N(0, I), gets
+# AUTO_FREE_SCALE times that. Early stopping ends most blocks of small tables
+# well before their cap.
 AUTO_EPOCHS = 100
 AUTO_MIN_ITER = 1000
 AUTO_ITER_PER_FEATURE = 100
 AUTO_MAX_ITER = 5_000
+AUTO_FREE_SCALE = 2.5
 # Validation rows beyond this many add little to the checks and cost time.
 MAX_VALIDATION_ROWS = 4096
 # Early-stopping checks: every this many steps.
@@ -40,10 +44,11 @@ CHECK_INTERVAL = 50
 
 
 def auto_max_iter(n_rows, n_features, batch_size):
-    """Steps per block for max_iter="auto"; see AUTO_EPOCHS."""
+    """Steps per OU block and for the free block with max_iter="auto"; see AUTO_EPOCHS."""
     steps = AUTO_EPOCHS * -(-n_rows // min(batch_size, n_rows))
     low = AUTO_MIN_ITER + AUTO_ITER_PER_FEATURE * n_features
-    return int(min(max(steps, low), AUTO_MAX_ITER))
+    steps = int(min(max(steps, low), AUTO_MAX_ITER))
+    return steps, int(round(AUTO_FREE_SCALE * steps))
 
 
 def _is_number(value, kind):
@@ -240,26 +245,28 @@ class BaseLocalFlowMatching(BaseEstimator):
         self._check_standardized(preprocessing, train_rows, validation_rows)
         probe_rows = self._probe_rows(train_rows, validation_rows) if schedule.needs_probe else None
         data = _runtime.to_tensor(train_rows, device, _runtime.TRAIN_DTYPE)
-        max_iter = (
+        max_iter, free_max_iter = (
             auto_max_iter(len(train_rows), X.shape[1], self.batch_size)
             if self.max_iter == "auto"
-            else self.max_iter
+            else (self.max_iter, self.max_iter)
         )
         kept = self.chain_.blocks[: len(self.step_sizes_)] if warm else ()
-        with ProgressLog(self.verbose, min(self.batch_size, len(train_rows)), max_iter) as reporter:
+        train = TrainSettings(
+            max_iter=max_iter,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            interpolant=self.interpolant,
+            check_interval=CHECK_INTERVAL,
+            n_iter_no_change=self.n_iter_no_change if self.early_stopping else None,
+            tol=self.tol,
+        )
+        with ProgressLog(self.verbose, min(self.batch_size, len(train_rows))) as reporter:
             chain, histories, probe_scores = train_chain(
                 data,
                 schedule,
                 network=dict(hidden_layer_sizes=hidden, activation=self.activation),
-                train=TrainSettings(
-                    max_iter=max_iter,
-                    batch_size=self.batch_size,
-                    learning_rate=self.learning_rate,
-                    interpolant=self.interpolant,
-                    check_interval=CHECK_INTERVAL,
-                    n_iter_no_change=self.n_iter_no_change if self.early_stopping else None,
-                    tol=self.tol,
-                ),
+                train=train,
+                free_train=dataclasses.replace(train, max_iter=free_max_iter),
                 solver=self._solver_settings(),
                 generator=_runtime.make_generator(random_state, device),
                 block_init=self.block_init,

@@ -50,9 +50,10 @@ class LocalFlowMatching(
         trigonometric path stays the default.
     max_iter : int or "auto", default="auto"
         Gradient steps per block, at most (see ``early_stopping``). "auto"
-        runs 100 passes over the training rows, at least
-        1000 + 100 * n_features steps and at most 5,000; early stopping
-        ends most blocks of small tables well before that.
+        gives each OU block 100 passes over the training rows, at least
+        1000 + 100 * n_features steps and at most 5,000, and the free block,
+        which carries the data all the way to N(0, I), 2.5 times as many.
+        Early stopping ends most blocks of small tables well before that.
     batch_size : int, default=512
         Minibatch size (capped at the number of rows).
     learning_rate : float, default=2e-3

@@ -19,10 +19,9 @@ class ProgressLog:
     Used as a context manager, it yields None when ``verbose`` is 0.
     """
 
-    def __init__(self, verbose, batch_rows, max_iter):
+    def __init__(self, verbose, batch_rows):
         self.verbose = verbose
         self.batch_rows = batch_rows
-        self.max_iter = max_iter
 
     def __enter__(self):
         if not self.verbose:
@@ -44,9 +43,10 @@ class ProgressLog:
                 logger.removeHandler(self._handler)
         return False
 
-    def block_started(self, index, block):
+    def block_started(self, index, block, max_iter):
         kind = "free block" if block.step_size is None else f"OU step h={block.step_size:.4g}"
-        logger.info("block %d (%s): up to %d steps", index + 1, kind, self.max_iter)
+        logger.info("block %d (%s): up to %d steps", index + 1, kind, max_iter)
+        self.max_iter = max_iter
         self._index = index
         self._start = self._last_time = time.perf_counter()
         self._last_step = 0

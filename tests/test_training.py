@@ -110,18 +110,20 @@ def test_explicit_step_sizes_record_no_probe():
 
 
 def test_auto_budget_grows_with_rows_and_columns_and_is_capped():
-    assert auto_max_iter(500, 2, 512) < auto_max_iter(500, 20, 512)
-    assert auto_max_iter(10_000, 2, 512) < auto_max_iter(100_000, 2, 512)
-    assert auto_max_iter(10**7, 2, 512) == 5_000
-    assert auto_max_iter(100, 2, 512) >= 500
+    assert auto_max_iter(500, 2, 512)[0] < auto_max_iter(500, 20, 512)[0]
+    assert auto_max_iter(10_000, 2, 512)[0] < auto_max_iter(100_000, 2, 512)[0]
+    assert auto_max_iter(10**7, 2, 512) == (5_000, 12_500)
+    assert auto_max_iter(100, 2, 512)[0] >= 1000
+    # The free block, which carries the data all the way to N(0, I), gets more.
+    ou, free = auto_max_iter(20_000, 5, 512)
+    assert free == round(2.5 * ou)
 
 
 def test_auto_budget_is_used_by_fit():
     X = np.random.RandomState(0).normal(size=(200, 3))
-    model = LocalFlowMatching(
-        **dict(SMALL, step_sizes=(), max_iter="auto", early_stopping=False)
-    ).fit(X)
-    assert model.n_iter_per_block_ == [auto_max_iter(200, 3, SMALL["batch_size"])]
+    params = dict(SMALL, hidden_layer_sizes=(4,), max_iter="auto", early_stopping=False)
+    model = LocalFlowMatching(**dict(params, step_sizes=(0.2,))).fit(X)
+    assert model.n_iter_per_block_ == list(auto_max_iter(200, 3, SMALL["batch_size"]))
 
 
 # --- warm start ------------------------------------------------------------------------

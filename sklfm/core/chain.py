@@ -113,6 +113,7 @@ def train_chain(
     kept_blocks=(),
     kept_free_block=None,
     reporter=None,
+    free_train=None,
     resume=None,
     on_progress=None,
 ):
@@ -124,9 +125,10 @@ def train_chain(
     side. `kept_blocks` are OU blocks already trained (warm start): the rows
     pass through them and training resumes after them; `kept_free_block` is
     reused when no new OU block was added. `probe` holds held-out rows for an
-    AutoSchedule (see schedule.gaussian_probe). `reporter`, if given, gets
-    `block_started(index, block)`, `checked(step, loss, validation_loss)` and
-    `block_finished(index, block, history)`.
+    AutoSchedule (see schedule.gaussian_probe). `free_train`, if given, are
+    the free block's TrainSettings (`train` otherwise). `reporter`, if given,
+    gets `block_started(index, block, max_iter)`, `checked(step, loss,
+    validation_loss)` and `block_finished(index, block, history)`.
 
     `on_progress(progress, block_done)` gets a ChainProgress after each good
     check inside a block (block_done False) and after each finished OU block
@@ -172,12 +174,13 @@ def train_chain(
             source = init if resume_block is None else torch.Generator()
             block = Block.new(n_features, step_size=step_size, generator=source, **network)
             block = block.to(data.device)
+        settings = train if step_size is not None or free_train is None else free_train
         if reporter is not None:
-            reporter.block_started(index, block)
+            reporter.block_started(index, block, settings.max_iter)
         history = train_block(
             block,
             data,
-            train,
+            settings,
             generator,
             validation,
             reporter and reporter.checked,
