@@ -129,7 +129,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         early_stopping=True,
         validation_fraction=0.1,
         n_iter_no_change=10,
-        tol=1e-3,
+        tol=1e-4,
         warm_start=False,
         solver="rk4",
         ode_steps=8,

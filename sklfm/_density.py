@@ -71,7 +71,7 @@ class LocalFlowMatching(
         Share of the rows held out when ``early_stopping`` is on.
     n_iter_no_change : int, default=10
         Checks without improvement before a block stops.
-    tol : float, default=1e-3
+    tol : float, default=1e-4
         Relative improvement of the validation loss that counts; relative
         because flow-matching losses differ in scale from block to block.
     warm_start : bool, default=False

@@ -147,7 +147,7 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
         Share of the rows held out when ``early_stopping`` is on.
     n_iter_no_change : int, default=10
         Checks (every 50 steps) without improvement before a block stops.
-    tol : float, default=1e-3
+    tol : float, default=1e-4
         Relative improvement of the validation loss that counts.
     warm_start : bool, default=False
         Keep the fitted blocks on refit and train only new ones.
@@ -264,7 +264,7 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
-        tol=1e-3,
+        tol=1e-4,
         warm_start=False,
         solver="rk4",
         ode_steps=4,
