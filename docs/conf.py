@@ -42,7 +42,6 @@ numpydoc_xref_param_type = False
 # --- Markdown (docs/benchmarks.md, written by the benchmark scripts) ---
 myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3
-suppress_warnings = ["myst.header"]
 
 # --- gallery ---
 sphinx_gallery_conf = {

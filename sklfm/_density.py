@@ -23,7 +23,7 @@ class LocalFlowMatching(
     invertible ODE map, so the model gives exact log-densities, samples and
     invertible latent codes.
 
-    Read more in the User Guide (``docs/``) and ``docs/METHOD.md``.
+    Read more in the :ref:`User Guide <user_guide>`.
 
     Parameters
     ----------

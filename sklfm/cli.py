@@ -174,14 +174,17 @@ class _BlockLog(logging.Handler):
         self.progress.advance(note=record.getMessage())
 
 
-def _in_chunks(function, rows, progress):
-    """function(rows) computed over chunks of rows, advancing `progress` by rows."""
+def _scored(args, model, score, progress):
+    """The table args.data and score(rows) of its rows, computed in chunks with a progress bar."""
+    table = _read_table(args.data, header=not args.no_header)
+    rows = _model_input(model, table, args.data)
+    bar = _Progress("score", len(rows), progress)
     rows_at = rows.iloc if isinstance(rows, pd.DataFrame) else rows
     parts = []
     for start in range(0, len(rows), _CHUNK_ROWS):
-        parts.append(function(rows_at[start : start + _CHUNK_ROWS]))
-        progress.advance(len(parts[-1]))
-    return np.concatenate(parts) if parts else np.empty(0)
+        parts.append(score(rows_at[start : start + _CHUNK_ROWS]))
+        bar.advance(len(parts[-1]))
+    return table, np.concatenate(parts) if parts else np.empty(0)
 
 
 # --- commands ---
@@ -201,6 +204,8 @@ def _parse_param(text):
 def _fit(args, progress):
     from . import LocalFlowMatching, LocalFlowMatchingOutlierDetector
 
+    if args.output == "-":
+        raise CLIError("a model is written to a file: give -o a path")
     estimator = LocalFlowMatchingOutlierDetector() if args.detector else LocalFlowMatching()
     estimator.set_params(**dict(args.param))
     # Parameter errors first, before reading the data (maybe a long stream).
@@ -226,9 +231,7 @@ def _fit(args, progress):
 
 def _score(args, progress):
     model = _load_model(args.model)
-    table = _read_table(args.data, header=not args.no_header)
-    rows = _model_input(model, table, args.data)
-    scores = _in_chunks(model.score_samples, rows, _Progress("score", len(rows), progress))
+    table, scores = _scored(args, model, model.score_samples, progress)
     _write_result(args, table, pd.DataFrame({"log_density": scores}))
 
 
@@ -239,9 +242,7 @@ def _outliers(args, progress):
             f"{args.model} holds a {type(model).__name__}; outliers needs a detector "
             "(sklfm fit --detector)"
         )
-    table = _read_table(args.data, header=not args.no_header)
-    rows = _model_input(model, table, args.data)
-    decision = _in_chunks(model.decision_function, rows, _Progress("score", len(rows), progress))
+    table, decision = _scored(args, model, model.decision_function, progress)
     # The rule of predict: a negative decision is an outlier.
     flags = pd.DataFrame({"decision": decision, "outlier": (decision < 0).astype(int)})
     _write_result(args, table, flags)
@@ -281,10 +282,14 @@ def _parser():
     common.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
     )
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("model", metavar="MODEL", help="model file written by sklfm fit")
     reading = argparse.ArgumentParser(add_help=False)
     reading.add_argument(
         "--no-header", action="store_true", help="the CSV has no header row (columns x0, x1, ...)"
     )
+    rows = argparse.ArgumentParser(add_help=False, parents=[reading])
+    rows.add_argument("data", metavar="DATA", help="table of rows to score ('-' for stdin)")
     writing = argparse.ArgumentParser(add_help=False)
     writing.add_argument(
         "-o", "--output", default="-", help="output table, '-' for stdout (default: %(default)s)"
@@ -334,23 +339,20 @@ def _parser():
 
     score = commands.add_parser(
         "score",
-        parents=[common, reading, writing, appending],
+        parents=[model, rows, common, writing, appending],
         help="exact log-density of each row",
         description="Write the column log_density: the model's log-density of each row of "
         "DATA, in nats (lower = more unusual). DATA must hold the model's training columns; "
         "other columns are ignored.",
     )
-    score.add_argument("model", metavar="MODEL", help="model file written by sklfm fit")
-    score.add_argument("data", metavar="DATA", help="table to score ('-' for stdin)")
     score.set_defaults(run=_score)
 
     sample = commands.add_parser(
         "sample",
-        parents=[common, writing],
+        parents=[model, common, writing],
         help="draw new rows from a model",
         description="Draw N rows from a LocalFlowMatching model, with the training columns.",
     )
-    sample.add_argument("model", metavar="MODEL", help="model file written by sklfm fit")
     sample.add_argument("-n", "--n-samples", type=int, required=True, metavar="N")
     sample.add_argument(
         "--random-state", type=int, default=None, help="seed (default: the model's random_state)"
@@ -359,14 +361,12 @@ def _parser():
 
     outliers = commands.add_parser(
         "outliers",
-        parents=[common, reading, writing, appending],
+        parents=[model, rows, common, writing, appending],
         help="flag outlying rows with a detector model",
         description="Write the columns decision (log-density minus the model's threshold) and "
         "outlier (1 where decision < 0, else 0) for each row of DATA. MODEL must come from "
         "sklfm fit --detector; its parameter contamination sets the threshold.",
     )
-    outliers.add_argument("model", metavar="MODEL", help="model file written by sklfm fit --detector")
-    outliers.add_argument("data", metavar="DATA", help="table to check ('-' for stdin)")
     outliers.set_defaults(run=_outliers)
 
     # Listed for --help only: main() hands "demo" to sklfm._demo before parsing.

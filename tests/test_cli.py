@@ -244,7 +244,9 @@ def error(cli, *args, stdin=b""):
 def test_error_variants(cli, work, tmp_path):
     path = work["path"]
     model, data = path / "lfm.model", path / "train.csv"
-    assert "nope.csv: no such file" in error(cli, "fit", tmp_path / "nope.csv", "-o", tmp_path / "m")
+    assert "nope.csv: no such file" in error(cli, "fit", tmp_path / "nope.csv", "-o",
+                                             tmp_path / "m")
+    assert "give -o a path" in error(cli, "fit", data, "-o", "-")
     assert "no such model file" in error(cli, "score", tmp_path / "nope.model", data)
     assert "no data on standard input" in error(cli, "score", model, "-")
     assert "lacks column(s) ['z']" in error(cli, "fit", data, "-o", tmp_path / "m",
