@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import joblib
@@ -151,27 +152,33 @@ class _Progress:
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.start
-        if self.total:
-            filled = int(20 * self.done / self.total)
-            bar = f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total}"
-        else:
-            bar = f"{self.done}"
+        filled = int(20 * self.done / max(self.total, 1))
+        bar = f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total}"
         line = f"{self.label} {bar} {elapsed:.0f}s {note}".rstrip()
         sys.stderr.write(f"\r{line}\x1b[K" if self.tty else f"{line}\n")
-        if self.tty and self.total and self.done >= self.total:
+        if self.tty and self.done >= self.total:
             sys.stderr.write("\n")
         sys.stderr.flush()
 
 
-class _BlockLog(logging.Handler):
-    """Advances a _Progress for each block the estimator logs as finished."""
-
-    def __init__(self, progress):
-        super().__init__(logging.INFO)
-        self.progress = progress
-
-    def emit(self, record):
-        self.progress.advance(note=record.getMessage())
+@contextmanager
+def _fit_log(estimator, enabled):
+    """While fitting, send the estimator's own progress lines (``verbose``) to stderr."""
+    if not enabled:
+        yield
+        return
+    logger, verbose = logging.getLogger("sklfm"), estimator.verbose
+    level, handler = logger.level, logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("fit: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    estimator.set_params(verbose=max(1, verbose))
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        estimator.set_params(verbose=verbose)
 
 
 def _scored(args, model, score, progress):
@@ -210,22 +217,14 @@ def _fit(args, progress):
     estimator.set_params(**dict(args.param))
     # Parameter errors first, before reading the data (maybe a long stream).
     estimator._validate_params()
-    n_blocks = len(estimator._check_step_sizes()) + 1
     table = _read_table(args.data, header=not args.no_header)
     if args.columns:
         table = _columns(table, args.columns, args.data)
-    bar = _Progress("fit", n_blocks, progress)
-    logger, handler, verbose = logging.getLogger("sklfm"), _BlockLog(bar), estimator.verbose
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        # verbose makes the estimator log each finished block, which drives the bar.
-        estimator.set_params(verbose=max(1, verbose)).fit(table)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        estimator.set_params(verbose=verbose)
+    if progress:
+        print(f"fit: {type(estimator).__name__} on {table.shape[0]} rows x "
+              f"{table.shape[1]} columns", file=sys.stderr)
+    with _fit_log(estimator, progress):
+        estimator.fit(table)
     _save_model(estimator, args.output)
 
 
