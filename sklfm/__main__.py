@@ -1,8 +1,8 @@
-"""Command-line entry: ``python -m sklfm demo`` (see ``sklfm/_demo.py``)."""
+"""``python -m sklfm``: the same as the ``sklfm`` command (see ``sklfm/cli.py``)."""
 
 import sys
 
-from ._demo import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

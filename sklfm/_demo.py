@@ -23,7 +23,6 @@ scored on the same test rows.
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -255,7 +254,7 @@ def run_demo(args):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="python -m sklfm demo",
+        prog="sklfm demo",
         description="Fit LocalFlowMatching on a 2-D toy and on the protein table, next to "
         "GaussianMixture and KernelDensity; write a figure of the toy fit.",
     )
@@ -295,12 +294,7 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] != "demo":
-        print(
-            "usage: python -m sklfm demo [options]   (python -m sklfm demo --help)", file=sys.stderr
-        )
-        return 2
-    run_demo(build_parser().parse_args(argv[1:]))
+def main(argv):
+    """``sklfm demo ARGV...`` (``argv``: the arguments after ``demo``)."""
+    run_demo(build_parser().parse_args(argv))
     return 0

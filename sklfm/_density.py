@@ -23,7 +23,7 @@ class LocalFlowMatching(
     invertible ODE map, so the model gives exact log-densities, samples and
     invertible latent codes.
 
-    Read more in the User Guide (``docs/``) and ``docs/METHOD.md``.
+    Read more in the :ref:`User Guide <user_guide>`.
 
     Parameters
     ----------
@@ -129,7 +129,7 @@ class LocalFlowMatching(
         Device the model was trained and is evaluated on.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
 
     Notes

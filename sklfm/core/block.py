@@ -67,6 +67,7 @@ class Block(nn.Module):
 
     @classmethod
     def new(cls, n_features, hidden_layer_sizes, activation, step_size, generator):
+        """A block with a freshly initialised VelocityMLP (weights drawn from `generator`)."""
         return cls(VelocityMLP(n_features, hidden_layer_sizes, activation, generator), step_size)
 
     def frozen(self, dtype, device=None):
@@ -77,14 +78,17 @@ class Block(nn.Module):
     # caller solving many chunks casts the weights once; without it one is made.
 
     def push(self, x, solver, net=None):
+        """Solve the block's ODE from t = 0 to t = 1: data side to noise side."""
         net = self.frozen(x.dtype, x.device) if net is None else net
         return ode.flow(net, x, 0.0, 1.0, solver.n_steps, solver.method)
 
     def pull(self, z, solver, net=None):
+        """Solve the block's ODE from t = 1 to t = 0: noise side to data side."""
         net = self.frozen(z.dtype, z.device) if net is None else net
         return ode.flow(net, z, 1.0, 0.0, solver.n_steps, solver.method)
 
     def push_with_logdet(self, x, solver, net=None):
+        """`push`, and the log-determinant of its Jacobian at each row (exact trace)."""
         net = self.frozen(x.dtype, x.device) if net is None else net
         return ode.flow_with_logdet(
             net.velocity_and_divergence, x, 0.0, 1.0, solver.n_steps, solver.method

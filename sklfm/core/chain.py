@@ -81,7 +81,7 @@ class FlowChain(nn.Module):
         return self._chunked(run, z)
 
     def push_with_logdet(self, x, solver):
-        """Latent codes and log |det dT/dx| per row, T the whole chain."""
+        """Latent codes and ``log |det dT/dx|`` per row, T the whole chain."""
         nets = self._frozen(x)
 
         def run(chunk):
@@ -94,7 +94,7 @@ class FlowChain(nn.Module):
         return self._chunked(run, x)
 
     def log_prob(self, x, solver):
-        """Exact log-density: log N(T(x); 0, I) + log |det dT/dx|."""
+        """Exact log-density: ``log N(T(x); 0, I) + log |det dT/dx|``."""
         z, logdet = self.push_with_logdet(x, solver)
         d = x.shape[1]
         return -0.5 * (z * z).sum(dim=1) - 0.5 * d * math.log(2 * math.pi) + logdet

@@ -94,6 +94,7 @@ class VelocityMLP(nn.Module):
         return [(w.to(dtype), b.to(dtype)) for w, b in zip(self.weights, self.biases)]
 
     def forward(self, t, x):
+        """v(t, x) for rows x and time t (a (1, 1) or (n, 1) tensor)."""
         return _forward(_ACTIVATIONS[self.activation][0], self._layers(x.dtype), t, x)
 
     def frozen(self, dtype, device=None):
