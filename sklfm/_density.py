@@ -161,7 +161,7 @@ class LocalFlowMatching(
     def _n_features_out(self):
         # Used by get_feature_names_out: the latent codes are named
         # "localflowmatching0", ... because each mixes all input columns.
-        return self.n_features_in_
+        return self._n_latent
 
     def score(self, X, y=None):
         """Mean log-likelihood of X, in nats (higher is better).
@@ -235,5 +235,5 @@ class LocalFlowMatching(
         if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        Z = rng.standard_normal((int(n_samples), self.n_features_in_))
+        Z = rng.standard_normal((int(n_samples), self._n_latent))
         return self._wrap_data_output(self._latent_to_data(Z))
