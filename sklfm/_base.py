@@ -213,8 +213,9 @@ class BaseLocalFlowMatching(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data, continuous columns.
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Training data: numeric columns, or a DataFrame with integer,
+            boolean, categorical or string columns (see ``categorical_features``).
         y : None
             Ignored; present for API consistency.
 
@@ -419,10 +420,11 @@ class BaseLocalFlowMatching(BaseEstimator):
             self.tabular_ = self._typed_table_encoder(X)
         tabular = getattr(self, "tabular_", None)
         if tabular is not None:
+            if not isinstance(X, pd.DataFrame):
+                tabular.grid(X)  # raises: a typed model needs a DataFrame
             validate_data(self, X, skip_check_array=True, reset=reset)
             min_rows = 2 if reset else 1
-            if not isinstance(X, pd.DataFrame) or X.shape[1] == 0 or len(X) < min_rows:
-                tabular.grid(X)  # the error for a non-DataFrame
+            if X.shape[1] == 0 or len(X) < min_rows:
                 raise ValueError(
                     f"Found a DataFrame of shape {X.shape}, while a minimum of {min_rows} "
                     "rows and 1 column is required."
@@ -524,7 +526,11 @@ class BaseLocalFlowMatching(BaseEstimator):
         Returns
         -------
         log_density : ndarray of shape (n_samples,)
-            float64 log-density of each row.
+            float64 log-density of each row. For a model of a typed table:
+            the log-density of the continuous columns plus, for the discrete
+            (integer, categorical, missingness) columns, the log-probability of
+            their cell, estimated at the cell midpoint (the dequantized
+            log-likelihood; see ``docs/tabular.md``).
         """
         X = self._validated(X)
         U = self._exact_tensor(self.standardizer_.transform(X))

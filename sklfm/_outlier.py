@@ -167,6 +167,11 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
     checkpoint_dir : str, path-like or None, default=None
         Directory for a checkpoint of the fit in progress, to resume a killed
         fit; see :class:`~sklfm.LocalFlowMatching`.
+    categorical_features, integer_features, missing
+        Column types and missing values of a DataFrame; see
+        :class:`~sklfm.LocalFlowMatching`. The column-type layer dequantizes
+        its discrete columns itself (whatever ``dequantize`` says); the
+        detector's own preprocessing then applies to the encoded columns.
 
     Attributes
     ----------
@@ -175,6 +180,11 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
         ``decision_function = score_samples - offset_``.
     chain_ : sklfm.core.FlowChain
         The trained blocks.
+    tabular_ : object or None
+        The column-type layer fitted on a DataFrame with integer, boolean,
+        categorical or string columns (or with ``categorical_features``,
+        ``integer_features`` or ``missing`` set); None for arrays and float
+        frames, which are modelled as before.
     standardizer_ : object
         The fitted column preprocessing (see ``scaling``).
     step_sizes_ : tuple of float

@@ -166,12 +166,7 @@ class TabularEncoder:
             widths.append(width)
             low.append(float(values.min()))
             high.append(float(values.max()))
-            if values.min() >= 0:
-                positive = values[values > 0]
-                spread = np.percentile(positive, 5) if positive.size else 1.0
-                shifts.append(0.5 * width + 0.5 * spread)
-            else:
-                shifts.append(np.nan)
+            shifts.append(self._log_shift(values, width))
         n_indicators = len(self.indicators_)
         self.widths_ = np.array(widths + [1.0] * n_indicators)
         self.shifts_ = np.array(shifts + [np.nan] * n_indicators)
@@ -179,6 +174,16 @@ class TabularEncoder:
         self.high_ = np.array(high + [1.0] * n_indicators)
         self.n_encoded_ = len(self.widths_)
         return self
+
+    @staticmethod
+    def _log_shift(values, width):
+        """The shift of the log map of a non-negative column; NaN for no log map."""
+        if values.min() < 0:
+            return np.nan
+        positive = values[values > 0]
+        shift = 0.5 * width + 0.5 * (np.percentile(positive, 5) if positive.size else 1.0)
+        # Subnormal columns: half of their values may round to 0.
+        return shift if shift > 0 and np.isfinite(np.log(values.min() + shift)) else np.nan
 
     @staticmethod
     def _auto_kind(name, dtype):
@@ -203,13 +208,13 @@ class TabularEncoder:
         elif pd.api.types.is_bool_dtype(dtype):
             categories = [False, True]
         else:
-            categories = list(pd.unique(values))
-            bad = [v for v in categories if not isinstance(v, _CATEGORY_TYPES)]
-            if bad:
+            bad = next((v for v in values if not isinstance(v, _CATEGORY_TYPES)), None)
+            if bad is not None:
                 raise TypeError(
                     f"Categorical column {name!r} holds values that are not strings, numbers "
-                    f"or booleans, e.g. {bad[0]!r} of type {type(bad[0]).__name__}."
+                    f"or booleans, e.g. {bad!r} of type {type(bad).__name__}."
                 )
+            categories = list(pd.unique(values))
             try:
                 categories = sorted(categories)
             except TypeError:
