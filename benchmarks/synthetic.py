@@ -108,7 +108,8 @@ class GaussianCopula:
 
     def fit(self, frame):
         self.frame = frame
-        self.levels = {n: sorted(frame[n].astype(str).unique()) for n in frame if is_categorical(frame[n])}
+        categorical = [n for n in frame if is_categorical(frame[n])]
+        self.levels = {n: sorted(frame[n].astype(str).unique()) for n in categorical}
         self.values = {n: np.sort(self._codes(n, frame[n])) for n in frame}
         ranks = np.column_stack([stats.rankdata(self._codes(n, frame[n])) for n in frame])
         scores = stats.norm.ppf((ranks - 0.5) / len(frame))
@@ -176,8 +177,10 @@ def _association(x, y, cat_x, cat_y):
         return abs(stats.spearmanr(x, y).statistic)
     if cat_x and cat_y:
         table = pd.crosstab(x.astype(str), y.astype(str)).to_numpy()
-        chi2 = stats.chi2_contingency(table, correction=False).statistic if min(table.shape) > 1 else 0
-        return np.sqrt(chi2 / table.sum() / max(1, min(table.shape) - 1))
+        if min(table.shape) < 2:
+            return 0.0
+        chi2 = stats.chi2_contingency(table, correction=False).statistic
+        return np.sqrt(chi2 / table.sum() / (min(table.shape) - 1))
     groups, values = (x, y) if cat_x else (y, x)
     values = values.to_numpy(dtype=float)
     means = pd.Series(values).groupby(groups.astype(str).to_numpy()).agg(["mean", "size"])
@@ -195,27 +198,35 @@ def association_matrix(frame):
     ])  # fmt: skip
 
 
-def _encode_for_hgb(frame, target, levels):
-    X = frame.drop(columns=target).copy()
-    for name in X:
-        if is_categorical(X[name]):
-            X[name] = pd.Categorical(X[name].astype(object), categories=levels[name])
-    return X
+def _with_categories(frame, levels):
+    """Categorical columns as pandas categories over `levels` (their values as strings)."""
+    out = frame.copy()
+    for name, values in levels.items():
+        column = out[name].astype(object)
+        out[name] = pd.Categorical(column.where(column.isna(), column.astype(str)), values)
+    return out
 
 
 def tstr(train, test, target):
-    levels = {n: sorted(test[n].dropna().astype(str).unique().tolist() + train[n].dropna().astype(str).unique().tolist()) for n in test if is_categorical(test[n])}
-    levels = {n: sorted(set(v)) for n, v in levels.items()}
-    fix = lambda f: f.assign(**{n: f[n].astype(object).where(f[n].isna(), f[n].astype(str)) for n in levels})  # noqa: E731
-    train, test = fix(train), fix(test)
-    keep = train[target].notna()
+    """Accuracy (ROC AUC for two classes) on `test` of a model trained on `train`."""
+    features = [n for n in test if n != target]
+    levels = {
+        n: sorted(set(pd.concat([train[n], test[n]]).dropna().astype(str)))
+        for n in features
+        if is_categorical(test[n])
+    }
+    train, test = _with_categories(train, levels), _with_categories(test, levels)
+    train = train[train[target].notna()]
     model = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0)
-    model.fit(_encode_for_hgb(train[keep], target, levels), train[target][keep])
-    X_test = _encode_for_hgb(test, target, levels)
-    if test[target].nunique() == 2:
-        positive = model.classes_[1]
-        return roc_auc_score(test[target] == positive, model.predict_proba(X_test)[:, 1])
-    return accuracy_score(test[target], model.predict(X_test))
+    model.fit(train[features], train[target].astype(str))
+    y = test[target].astype(str)
+    if y.nunique() == 2:
+        return roc_auc_score(y == model.classes_[1], model.predict_proba(test[features])[:, 1])
+    return accuracy_score(y, model.predict(test[features]))
+
+
+def _rates(column):
+    return column.astype(object).fillna(NA).astype(str).value_counts(normalize=True)
 
 
 def fidelity(samples, test, target):
@@ -223,10 +234,7 @@ def fidelity(samples, test, target):
     categorical = [n for n in test if is_categorical(test[n])]
     ks = np.mean([stats.ks_2samp(samples[n].dropna(), test[n].dropna()).statistic for n in numeric])
     tv = np.mean([
-        0.5 * (samples[n].astype(object).fillna(NA).astype(str).value_counts(normalize=True)
-               .sub(test[n].astype(object).fillna(NA).astype(str).value_counts(normalize=True), fill_value=0)
-               .abs().sum())
-        for n in categorical
+        0.5 * _rates(samples[n]).sub(_rates(test[n]), fill_value=0).abs().sum() for n in categorical
     ])  # fmt: skip
     assoc = np.mean(np.abs(association_matrix(samples) - association_matrix(test)))
     return {"KS": ks, "TV": tv, "assoc": assoc, "TSTR": tstr(samples, test, target)}
@@ -280,7 +288,8 @@ def render(results, args):
         "generator would reach. Time: fit plus sampling, one CPU thread on a shared machine.",
         "",
         f"Command: `python benchmarks/synthetic.py {shlex.join(sys.argv[1:])}`; code "
-        f"{code_version()}; {datetime.now(timezone.utc):%Y-%m-%d}, {platform.processor() or platform.machine()}, "
+        f"{code_version()}; {datetime.now(timezone.utc):%Y-%m-%d}, "
+        f"{platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}.",
         "",
     ]
@@ -293,7 +302,8 @@ def render(results, args):
             "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['method']} | {r['KS']:.3f} | {r['TV']:.3f} | {r['assoc']:.3f} | {r['TSTR']:.3f} | {r['fit_s']:.0f} |"
+            f"| {r['method']} | {r['KS']:.3f} | {r['TV']:.3f} | {r['assoc']:.3f} "
+            f"| {r['TSTR']:.3f} | {r['fit_s']:.0f} |"
             for r in result["rows"]
         ]
         lines.append("")

@@ -214,8 +214,9 @@ class BaseLocalFlowMatching(BaseEstimator):
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
-            Training data: numeric columns, or a DataFrame with integer,
-            boolean, categorical or string columns (see ``categorical_features``).
+            Training data: numeric columns, or a DataFrame with boolean,
+            categorical or string columns besides numbers (see
+            ``categorical_features``).
         y : None
             Ignored; present for API consistency.
 
@@ -432,28 +433,32 @@ class BaseLocalFlowMatching(BaseEstimator):
             if reset:
                 tabular.fit(X)
             return tabular.transform(X)
-        if isinstance(X, pd.DataFrame):
-            gaps = [str(name) for name, na in X.isna().any().items() if na]
-            if gaps:
-                raise missing_error(gaps)
         # C order: the same numbers whether X came as an array or a DataFrame
         # (column means are summed in a layout-dependent order).
-        return self._numeric(
-            X,
-            lambda X: validate_data(
-                self,
+        try:
+            return self._numeric(
                 X,
-                dtype=np.float64,
-                order="C",
-                reset=reset,
-                ensure_min_samples=2 if reset else 1,
-            ),
-        )
+                lambda X: validate_data(
+                    self,
+                    X,
+                    dtype=np.float64,
+                    order="C",
+                    reset=reset,
+                    ensure_min_samples=2 if reset else 1,
+                ),
+            )
+        except ValueError as exc:
+            # After the feature-name checks: a DataFrame's gaps get their column names.
+            if not (isinstance(X, pd.DataFrame) and "contains NaN" in str(exc)):
+                raise
+            raise missing_error([name for name, na in X.isna().any().items() if na]) from exc
 
     def _typed_table_encoder(self, X):
         """A TabularEncoder for a DataFrame that needs one (not fitted yet), else None."""
         options = (self.categorical_features, self.integer_features)
-        asked = self.missing != "error" or any(o is not None and not isinstance(o, str) for o in options)
+        asked = self.missing != "error" or any(
+            o is not None and not isinstance(o, str) for o in options
+        )
         if not isinstance(X, pd.DataFrame):
             if asked:
                 raise ValueError(

@@ -111,7 +111,9 @@ class LocalFlowMatching(
     integer_features : "auto", None or list of str or int, default="auto"
         Columns of a DataFrame to model as integers on a grid (the greatest
         common divisor of their gaps), dequantized with uniform noise and
-        rounded back. "auto": columns of integer dtype.
+        rounded back. "auto": columns of integer dtype of a DataFrame that
+        has a non-numeric column (a DataFrame of numbers only is modelled
+        like its array unless this or ``categorical_features`` names columns).
     missing : {"error", "indicator"}, default="error"
         Missing values in a DataFrame. "error": ValueError naming the
         columns (impute them in a Pipeline, e.g. with SimpleImputer).
@@ -124,10 +126,10 @@ class LocalFlowMatching(
     chain_ : sklfm.core.FlowChain
         The trained blocks (torch modules).
     tabular_ : object or None
-        The column-type layer fitted on a DataFrame with integer, boolean,
-        categorical or string columns (or with ``categorical_features``,
-        ``integer_features`` or ``missing`` set); None for arrays and float
-        frames, which are modelled as before.
+        The column-type layer fitted on a DataFrame with boolean, categorical
+        or string columns (or with ``categorical_features``,
+        ``integer_features`` or ``missing`` set); None for arrays and frames
+        of numbers, which are modelled as before.
     standardizer_ : object
         Per-column centring and scaling applied before the flow.
     step_sizes_ : tuple of float
@@ -213,7 +215,8 @@ class LocalFlowMatching(
         Z : ndarray of shape (n_samples, n_latent)
             float64 codes (n_latent is n_features, plus one per missingness
             indicator of a typed table; discrete columns are taken at their
-            cell midpoints, so the codes are deterministic); a DataFrame with columns ``get_feature_names_out()``
+            cell midpoints, so the codes are deterministic); a DataFrame with
+            columns ``get_feature_names_out()``
             under ``set_output(transform="pandas")``.
         """
         X = self._validated(X)

@@ -181,10 +181,10 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
     chain_ : sklfm.core.FlowChain
         The trained blocks.
     tabular_ : object or None
-        The column-type layer fitted on a DataFrame with integer, boolean,
-        categorical or string columns (or with ``categorical_features``,
-        ``integer_features`` or ``missing`` set); None for arrays and float
-        frames, which are modelled as before.
+        The column-type layer fitted on a DataFrame with boolean, categorical
+        or string columns (or with ``categorical_features``,
+        ``integer_features`` or ``missing`` set); None for arrays and frames
+        of numbers, which are modelled as before.
     standardizer_ : object
         The fitted column preprocessing (see ``scaling``).
     step_sizes_ : tuple of float

@@ -288,13 +288,13 @@ def typed_tables(draw):
     for _ in range(draw(st.integers(0, 2)) if n else 0):
         values[draw(st.integers(0, n - 1)), draw(st.integers(0, 1))] = draw(st.sampled_from(SPECIAL))
     X = pd.DataFrame(values, columns=["a", "b"])
-    kind = draw(st.sampled_from(["strings", "category", "bool", "int", "gap"]))
+    kind = draw(st.sampled_from(["strings", "category", "bool", "string-dtype", "gap"]))
     labels = np.where(np.nan_to_num(values[:, 0]) > 0, "p", "n").astype(object)
     if kind == "gap" and n:
         labels[0] = None
     X["c"] = {
         "category": pd.Categorical(labels), "bool": labels == "p",
-        "int": np.clip(np.nan_to_num(values[:, 1]), -1e6, 1e6).astype(np.int64),
+        "string-dtype": pd.array(labels, dtype="string"),
     }.get(kind, labels)  # fmt: skip
     return X, n >= 2 and kind != "gap" and bool(np.isfinite(values).all())
 

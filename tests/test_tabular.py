@@ -12,15 +12,10 @@ import sklfm
 from sklfm import LocalFlowMatching, LocalFlowMatchingOutlierDetector
 from sklfm._tabular import TabularEncoder
 
-FAST = dict(
-    hidden_layer_sizes=(32,),
-    step_sizes=(0.2,),
-    max_iter=100,
-    batch_size=128,
-    ode_steps=4,
-    device="cpu",
-    random_state=0,
-)
+from ._helpers import TINY
+
+# Trained a little: enough for rates and bounds, well under a minute for the module.
+FAST = {**TINY, "hidden_layer_sizes": (32,), "max_iter": 200, "batch_size": 128, "ode_steps": 4}
 
 
 def mixed_table(n=300, seed=0):
@@ -98,8 +93,9 @@ def test_score_includes_the_integer_cell_width():
     # The score of a discrete column is log P(cell): integers on a grid of step 5,
     # scaled by 2, give the same scores (cells are 10 wide, densities half as high).
     X = mixed_table()[["x", "count"]]
-    a = LocalFlowMatching(**FAST).fit(X).score_samples(X)
-    b = LocalFlowMatching(**FAST).fit(X.assign(count=X["count"] * 2))
+    params = {**FAST, "integer_features": ["count"]}  # numbers only: typed when asked
+    a = LocalFlowMatching(**params).fit(X).score_samples(X)
+    b = LocalFlowMatching(**params).fit(X.assign(count=X["count"] * 2))
     np.testing.assert_allclose(b.score_samples(X.assign(count=X["count"] * 2)), a, atol=1e-3)
 
 
@@ -153,10 +149,14 @@ def test_overrides_name_categorical_and_integer_columns():
         LocalFlowMatching(**FAST, categorical_features=[0]).fit(X.to_numpy())
 
 
-def test_numpy_input_is_unchanged_by_the_column_layer():
-    X = mixed_table()[["x", "share"]]
-    model = LocalFlowMatching(**{**FAST, "max_iter": 20}).fit(X.to_numpy())
+def test_arrays_and_frames_of_numbers_are_modelled_as_before():
+    X = mixed_table()[["x", "share", "count"]]
+    params = {**FAST, "max_iter": 20}
+    model = LocalFlowMatching(**params).fit(X.to_numpy())
     assert model.tabular_ is None and isinstance(model.sample(3), np.ndarray)
+    frame_model = LocalFlowMatching(**params).fit(X)
+    assert frame_model.tabular_ is None
+    np.testing.assert_array_equal(frame_model.score_samples(X), model.score_samples(X.to_numpy()))
 
 
 def test_typed_model_needs_a_dataframe():
@@ -191,3 +191,22 @@ def test_detector_on_a_mixed_table():
     assert np.isfinite(detector.score_samples(X)).all()
     assert (detector.predict(outliers) == -1).mean() >= 0.9
     assert (detector.predict(X) == 1).mean() >= 0.9
+
+
+def test_point_mass_at_the_minimum_is_kept():
+    X = mixed_table(400)
+    rng = np.random.RandomState(2)
+    X["debt"] = np.where(rng.rand(400) < 0.6, 0.0, np.round(rng.lognormal(6, 1, 400)))
+    model = LocalFlowMatching(**FAST).fit(X)
+    assert model.tabular_.atoms_ == [X.columns.get_loc("debt")]
+    samples = model.sample(1000, random_state=0)
+    assert abs((samples["debt"] == 0).mean() - 0.6) < 0.1
+    assert (samples["debt"] >= 0).all() and (samples["debt"] > 50).mean() > 0.2
+    assert np.isfinite(model.score_samples(X)).all()
+
+
+def test_unordered_categories_are_coded_most_frequent_first():
+    X = mixed_table()
+    assert fitted().tabular_.categories_[X.columns.get_loc("size")] == ["S", "M", "L"]
+    town = fitted().tabular_.categories_[X.columns.get_loc("town")]
+    assert town == X["town"].value_counts().index.tolist()
