@@ -72,6 +72,30 @@ def load_house_16h(include_target=True):
 DENSITY_TABLES = {"protein": load_protein, "house_16H": load_house_16h}
 
 
+def load_mixed(name):
+    """A mixed table, ``diamonds`` or ``credit_data``, as a DataFrame.
+
+    Numbers keep their dtypes (integers as int64 where complete, float64 with
+    NaN otherwise); ``diamonds``' cut, color and clarity become ordered
+    categories in R's order; string columns of ``credit_data`` stay strings
+    (with NaN for missing cells).
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(data_path("density", f"{name}.csv.gz"))
+    if name == "diamonds":
+        for column, levels in DIAMOND_LEVELS.items():
+            frame[column] = pd.Categorical(frame[column], categories=levels, ordered=True)
+    return frame
+
+
+DIAMOND_LEVELS = {
+    "cut": ["Fair", "Good", "Very Good", "Premium", "Ideal"],
+    "color": ["D", "E", "F", "G", "H", "I", "J"],
+    "clarity": ["I1", "SI2", "SI1", "VS2", "VS1", "VVS2", "VVS1", "IF"],
+}
+
+
 # --- adbench/ ---
 
 

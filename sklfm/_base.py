@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -16,6 +17,7 @@ from . import _persistence, _runtime
 from ._checkpoint import Checkpointer, fingerprint
 from ._preprocessing import Standardizer
 from ._progress import ProgressLog
+from ._tabular import TabularEncoder, is_typed_table, missing_error
 from .core import (
     ACTIVATIONS,
     INTERPOLANT_CHOICES,
@@ -113,6 +115,9 @@ class BaseLocalFlowMatching(BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "checkpoint_dir": [None, str, os.PathLike],
+        "categorical_features": [StrOptions({"auto"}), None, list, tuple, np.ndarray],
+        "integer_features": [StrOptions({"auto"}), None, list, tuple, np.ndarray],
+        "missing": [StrOptions({"error", "indicator"})],
     }
 
     def __init__(
@@ -137,6 +142,9 @@ class BaseLocalFlowMatching(BaseEstimator):
         random_state=None,
         verbose=0,
         checkpoint_dir=None,
+        categorical_features="auto",
+        integer_features="auto",
+        missing="error",
     ):
         self.step_sizes = step_sizes
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -157,6 +165,9 @@ class BaseLocalFlowMatching(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
+        self.categorical_features = categorical_features
+        self.integer_features = integer_features
+        self.missing = missing
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -207,8 +218,10 @@ class BaseLocalFlowMatching(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data, continuous columns.
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Training data: numeric columns, or a DataFrame with boolean,
+            categorical or string columns besides numbers (see
+            ``categorical_features``).
         y : None
             Ignored; present for API consistency.
 
@@ -372,7 +385,22 @@ class BaseLocalFlowMatching(BaseEstimator):
 
     def _training_rows(self, preprocessing, X, rng):
         """The rows the blocks train on, from rows X in user units."""
-        return preprocessing.transform(X)
+        return preprocessing.transform(self._dequantized(X, rng))
+
+    def _dequantized(self, X, rng):
+        """Encoded rows X with the cells of their discrete columns filled by uniform noise."""
+        tabular = getattr(self, "tabular_", None)
+        return X if tabular is None else tabular.dequantize(X, rng)
+
+    def _tabular_log_det(self, X):
+        tabular = getattr(self, "tabular_", None)
+        return 0.0 if tabular is None else tabular.log_det(X)
+
+    @property
+    def _n_latent(self):
+        """Columns of the flow: the encoded columns of a typed table, else the features."""
+        tabular = getattr(self, "tabular_", None)
+        return self.n_features_in_ if tabular is None else tabular.n_encoded_
 
     def _check_standardized(self, preprocessing, *row_sets):
         # The blocks train in float32: standardized rows must be finite there too.
@@ -394,20 +422,60 @@ class BaseLocalFlowMatching(BaseEstimator):
     # --- input and output containers ---
 
     def _validate_X(self, X, reset):
-        """validate_data with float64 output and a clear message for non-numeric columns."""
+        """Rows as a float64 array: a typed DataFrame encoded (see _tabular), else validate_data
+        with a clear message for non-numeric columns."""
+        if reset:
+            self.tabular_ = self._typed_table_encoder(X)
+        tabular = getattr(self, "tabular_", None)
+        if tabular is not None:
+            if not isinstance(X, pd.DataFrame):
+                tabular.grid(X)  # raises: a typed model needs a DataFrame
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            min_rows = 2 if reset else 1
+            if X.shape[1] == 0 or len(X) < min_rows:
+                raise ValueError(
+                    f"Found a DataFrame of shape {X.shape}, while a minimum of {min_rows} "
+                    "rows and 1 column is required."
+                )
+            if reset:
+                tabular.fit(X)
+            return tabular.transform(X)
         # C order: the same numbers whether X came as an array or a DataFrame
         # (column means are summed in a layout-dependent order).
-        return self._numeric(
-            X,
-            lambda X: validate_data(
-                self,
+        try:
+            return self._numeric(
                 X,
-                dtype=np.float64,
-                order="C",
-                reset=reset,
-                ensure_min_samples=2 if reset else 1,
-            ),
+                lambda X: validate_data(
+                    self,
+                    X,
+                    dtype=np.float64,
+                    order="C",
+                    reset=reset,
+                    ensure_min_samples=2 if reset else 1,
+                ),
+            )
+        except ValueError as exc:
+            # After the feature-name checks: a DataFrame's gaps get their column names.
+            if not (isinstance(X, pd.DataFrame) and "contains NaN" in str(exc)):
+                raise
+            raise missing_error([name for name, na in X.isna().any().items() if na]) from exc
+
+    def _typed_table_encoder(self, X):
+        """A TabularEncoder for a DataFrame that needs one (not fitted yet), else None."""
+        options = (self.categorical_features, self.integer_features)
+        asked = self.missing != "error" or any(
+            o is not None and not isinstance(o, str) for o in options
         )
+        if not isinstance(X, pd.DataFrame):
+            if asked:
+                raise ValueError(
+                    "categorical_features, integer_features and missing='indicator' apply to "
+                    f"pandas DataFrames; got X of type {type(X).__name__}."
+                )
+            return None
+        if not (asked or is_typed_table(X)):
+            return None
+        return TabularEncoder(self.categorical_features, self.integer_features, self.missing)
 
     def _numeric(self, X, convert):
         """convert(X) to a float64 array, with a clear error for non-numeric columns."""
@@ -445,6 +513,9 @@ class BaseLocalFlowMatching(BaseEstimator):
         polars) output configured they come back as a DataFrame whose columns are
         ``feature_names_in_`` (``x0, x1, ...`` when fitted without names).
         """
+        tabular = getattr(self, "tabular_", None)
+        if tabular is not None:
+            return tabular.inverse_transform(X, index=getattr(X_original, "index", None))
         adapter = _get_container_adapter("transform", self)
         if adapter is None:
             return X
@@ -467,12 +538,18 @@ class BaseLocalFlowMatching(BaseEstimator):
         Returns
         -------
         log_density : ndarray of shape (n_samples,)
-            float64 log-density of each row.
+            float64 log-density of each row. For a model of a typed table:
+            the log-density of the continuous columns plus, for the discrete
+            (integer, categorical, missingness) columns, the log-probability of
+            their cell, estimated at the cell midpoint (the dequantized
+            log-likelihood; see ``docs/tabular.md``).
         """
         X = self._validated(X)
         U = self._exact_tensor(self.standardizer_.transform(X))
         log_prob = self.chain_.log_prob(U, self._solver_settings())
-        scores = _runtime.to_numpy(log_prob) + self._preprocessing_log_det(X)
+        scores = (
+            _runtime.to_numpy(log_prob) + self._preprocessing_log_det(X) + self._tabular_log_det(X)
+        )
         # Rows so far from the data that float64 overflows on the way have, to float64
         # precision, zero density: -inf, never NaN (an outlier must not pass as an inlier).
         scores[~np.isfinite(scores)] = -np.inf
@@ -488,9 +565,9 @@ class BaseLocalFlowMatching(BaseEstimator):
     def _check_latent(self, Z):
         check_is_fitted(self)
         Z = self._numeric(Z, lambda Z: check_array(Z, dtype=np.float64, order="C", input_name="Z"))
-        if Z.shape[1] != self.n_features_in_:
+        if Z.shape[1] != self._n_latent:
             raise ValueError(
                 f"Z has {Z.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
+                f"{self._n_latent} features as input."
             )
         return Z

@@ -102,11 +102,35 @@ class LocalFlowMatching(
         bit on the CPU with an integer ``random_state``); a checkpoint of
         another fit is ignored with a warning. One fit per directory; the
         file is removed when the fit completes. See ``docs/persistence.md``.
+    categorical_features : "auto", None or list of str or int, default="auto"
+        Columns of a DataFrame to model as categories (names, indices or a
+        boolean mask). "auto": columns of category, object, string or bool
+        dtype. Categories are ordinal codes (in the dtype's category order,
+        else sorted) dequantized with uniform noise; samples hold only seen
+        categories, and an unseen category raises ValueError. See
+        ``docs/tabular.md``.
+    integer_features : "auto", None or list of str or int, default="auto"
+        Columns of a DataFrame to model as integers on a grid (the greatest
+        common divisor of their gaps), dequantized with uniform noise and
+        rounded back. "auto": columns of integer dtype of a DataFrame that
+        has a non-numeric column (a DataFrame of numbers only is modelled
+        like its array unless this or ``categorical_features`` names columns).
+    missing : {"error", "indicator"}, default="error"
+        Missing values in a DataFrame. "error": ValueError naming the
+        columns (impute them in a Pipeline, e.g. with SimpleImputer).
+        "indicator": a numeric column with gaps in fit is filled with its
+        median and gets a modelled 0/1 missingness column; a categorical one
+        gets a "missing" category; samples then have gaps at the learnt rate.
 
     Attributes
     ----------
     chain_ : sklfm.core.FlowChain
         The trained blocks (torch modules).
+    tabular_ : object or None
+        The column-type layer fitted on a DataFrame with boolean, categorical
+        or string columns (or with ``categorical_features``,
+        ``integer_features`` or ``missing`` set); None for arrays and frames
+        of numbers, which are modelled as before.
     standardizer_ : object
         Per-column centring and scaling applied before the flow.
     step_sizes_ : tuple of float
@@ -162,7 +186,7 @@ class LocalFlowMatching(
     def _n_features_out(self):
         # Used by get_feature_names_out: the latent codes are named
         # "localflowmatching0", ... because each mixes all input columns.
-        return self.n_features_in_
+        return self._n_latent
 
     def score(self, X, y=None):
         """Mean log-likelihood of X, in nats (higher is better).
@@ -189,8 +213,11 @@ class LocalFlowMatching(
 
         Returns
         -------
-        Z : ndarray of shape (n_samples, n_features)
-            float64 codes; a DataFrame with columns ``get_feature_names_out()``
+        Z : ndarray of shape (n_samples, n_latent)
+            float64 codes (n_latent is n_features, plus one per missingness
+            indicator of a typed table; discrete columns are taken at their
+            cell midpoints, so the codes are deterministic); a DataFrame with
+            columns ``get_feature_names_out()``
             under ``set_output(transform="pandas")``.
         """
         X = self._validated(X)
@@ -213,6 +240,8 @@ class LocalFlowMatching(
             float64 rows in the units of the training data; a DataFrame with
             the fitted column names when pandas output is configured
             (``set_output(transform="pandas")`` or the global config).
+            A model of a typed table returns a DataFrame of its columns and
+            dtypes.
         """
         return self._wrap_data_output(self._latent_to_data(self._check_latent(Z)), Z)
 
@@ -230,11 +259,14 @@ class LocalFlowMatching(
         -------
         X : ndarray or DataFrame of shape (n_samples, n_features)
             float64 rows in the units of the training data; a DataFrame with
-            the fitted column names when pandas output is configured.
+            the fitted column names when pandas output is configured. A model
+            of a typed table returns a DataFrame with the training columns,
+            dtypes and categories: integers on their grid, only seen
+            categories, numeric columns inside their training range.
         """
         check_is_fitted(self)
         if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        Z = rng.standard_normal((int(n_samples), self.n_features_in_))
+        Z = rng.standard_normal((int(n_samples), self._n_latent))
         return self._wrap_data_output(self._latent_to_data(Z))

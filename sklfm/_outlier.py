@@ -167,6 +167,11 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
     checkpoint_dir : str, path-like or None, default=None
         Directory for a checkpoint of the fit in progress, to resume a killed
         fit; see :class:`~sklfm.LocalFlowMatching`.
+    categorical_features, integer_features, missing
+        Column types and missing values of a DataFrame; see
+        :class:`~sklfm.LocalFlowMatching`. The column-type layer dequantizes
+        its discrete columns itself (whatever ``dequantize`` says); the
+        detector's own preprocessing then applies to the encoded columns.
 
     Attributes
     ----------
@@ -175,6 +180,11 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
         ``decision_function = score_samples - offset_``.
     chain_ : sklfm.core.FlowChain
         The trained blocks.
+    tabular_ : object or None
+        The column-type layer fitted on a DataFrame with boolean, categorical
+        or string columns (or with ``categorical_features``,
+        ``integer_features`` or ``missing`` set); None for arrays and frames
+        of numbers, which are modelled as before.
     standardizer_ : object
         The fitted column preprocessing (see ``scaling``).
     step_sizes_ : tuple of float
@@ -272,6 +282,9 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
         random_state=None,
         verbose=0,
         checkpoint_dir=None,
+        categorical_features="auto",
+        integer_features="auto",
+        missing="error",
     ):
         super().__init__(
             step_sizes=step_sizes,
@@ -293,6 +306,9 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
             random_state=random_state,
             verbose=verbose,
             checkpoint_dir=checkpoint_dir,
+            categorical_features=categorical_features,
+            integer_features=integer_features,
+            missing=missing,
         )
         self.contamination = contamination
         self.scaling = scaling
@@ -302,14 +318,22 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
     # --- hooks of the shared base: preprocessing and smoothing of the training rows ---
 
     def _fit_preprocessing(self, X):
-        return _DetectorPreprocessing(self.scaling).fit(X)
+        preprocessing = _DetectorPreprocessing(self.scaling).fit(X)
+        if self.tabular_ is not None:
+            # The column-type layer dequantizes its discrete columns itself.
+            preprocessing.grid_steps_[self.tabular_.widths_ > 0] = 0.0
+        return preprocessing
 
     def _training_rows(self, preprocessing, X, rng):
-        smooth = self.noise_scale > 0 or (self.dequantize and preprocessing.grid_steps_.any())
+        smooth = (
+            self.noise_scale > 0
+            or self.tabular_ is not None
+            or (self.dequantize and preprocessing.grid_steps_.any())
+        )
         if not smooth:
             return preprocessing.transform(X)
         copies = max(1, -(-_SMOOTHED_ROWS // X.shape[0]))
-        rows = np.repeat(X, copies, axis=0)
+        rows = self._dequantized(np.repeat(X, copies, axis=0), rng)
         if self.dequantize:
             steps = preprocessing.grid_steps_
             rows = rows + rng.uniform(-0.5, 0.5, size=rows.shape) * steps

@@ -102,8 +102,9 @@ def _plain_classes():
     """Classes rebuilt from their attributes alone (``__new__`` plus ``__dict__``)."""
     from ._outlier import _DetectorPreprocessing
     from ._preprocessing import Standardizer
+    from ._tabular import TabularEncoder
 
-    return {cls.__name__: cls for cls in (Standardizer, _DetectorPreprocessing)}
+    return {cls.__name__: cls for cls in (Standardizer, _DetectorPreprocessing, TabularEncoder)}
 
 
 # --- torch modules: each with what rebuilds it ----------------------------------------
