@@ -253,8 +253,10 @@ def test_error_variants(cli, work, tmp_path):
     assert "no data on standard input" in error(cli, "score", model, "-")
     assert "lacks column(s) ['z']" in error(cli, "fit", data, "-o", tmp_path / "m",
                                             "--columns", "a", "z")
-    err = error(cli, "fit", data, "-o", tmp_path / "m", *PARAM_ARGS)
-    assert "requires numeric input" in err and "name" in err
+    gappy = work["table"].assign(a=work["table"]["a"].where(work["table"].index % 7 > 0))
+    gappy.to_csv(tmp_path / "gappy.csv", index=False)
+    err = error(cli, "fit", tmp_path / "gappy.csv", "-o", tmp_path / "m", *PARAM_ARGS)
+    assert "'a'" in err and "SimpleImputer" in err
     assert "Invalid parameter 'foo'" in error(cli, "fit", data, "-o", tmp_path / "m",
                                               "--param", "foo=1")
     joblib.dump({"a": 1}, tmp_path / "dict.model")
