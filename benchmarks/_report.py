@@ -1,5 +1,6 @@
 """Shared by the benchmark scripts: the code version and the docs/benchmarks.md writer."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -44,3 +45,31 @@ def write_docs(section):
         new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:])
         new = new.rstrip("\n") + "\n"
     DOCS.write_text(new)
+
+
+def machine_info(threads):
+    """CPU, core count, load average, GPU and library versions, for a section's Machine line."""
+    import platform
+
+    import numpy as np
+    import sklearn
+    import torch
+
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        cpu = platform.processor() or "unknown CPU"
+    device = "CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    try:
+        load = " (load average at start: %.1f, %.1f, %.1f)" % os.getloadavg()
+    except OSError:
+        load = ""
+    return (
+        f"{cpu}, {os.cpu_count()} cores{load}, {device}; torch/BLAS threads per process: "
+        f"{threads}; Python {platform.python_version()}, torch {torch.__version__}, "
+        f"scikit-learn {sklearn.__version__}, numpy {np.__version__}"
+    )
