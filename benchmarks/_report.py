@@ -47,8 +47,17 @@ def write_docs(section):
     DOCS.write_text(new)
 
 
-def machine_info(threads):
-    """CPU, core count, load average, GPU and library versions, for a section's Machine line."""
+
+def report(section, write):
+    """Print `section`; with `write`, also put it in docs/benchmarks.md."""
+    print(section)
+    if write:
+        write_docs(section)
+        print(f"wrote {DOCS}")
+
+
+def machine_info(threads=None, extra=""):
+    """CPU, cores, load average, GPU, torch/BLAS threads (if given) and library versions."""
     import platform
 
     import numpy as np
@@ -68,8 +77,9 @@ def machine_info(threads):
         load = " (load average at start: %.1f, %.1f, %.1f)" % os.getloadavg()
     except OSError:
         load = ""
+    threads = "" if threads is None else f"; torch/BLAS threads: {threads}"
     return (
-        f"{cpu}, {os.cpu_count()} cores{load}, {device}; torch/BLAS threads per process: "
-        f"{threads}; Python {platform.python_version()}, torch {torch.__version__}, "
-        f"scikit-learn {sklearn.__version__}, numpy {np.__version__}"
+        f"{cpu}, {os.cpu_count()} cores{load}, {device}{threads}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, "
+        f"scikit-learn {sklearn.__version__}, numpy {np.__version__}{extra}"
     )
