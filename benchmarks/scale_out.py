@@ -30,6 +30,7 @@ Usage
 """
 
 import argparse
+import os
 import pickle
 import shlex
 import tempfile
@@ -68,6 +69,12 @@ def best_rate(fn, n_rows, reps):
     return n_rows / best, out
 
 
+def _network():
+    return dict(
+        hidden_layer_sizes=tuple(DEFAULTS["hidden_layer_sizes"]), activation=DEFAULTS["activation"]
+    )
+
+
 def _train_rank(rank, world_size, out_dir, n_rows, n_features, batch, steps, reps):
     """One rank of the training measurement: the best time of `reps` train_block runs."""
     torch.set_num_threads(1)
@@ -79,8 +86,7 @@ def _train_rank(rank, world_size, out_dir, n_rows, n_features, batch, steps, rep
     data = torch.randn(n_rows, n_features, generator=torch.Generator().manual_seed(0))
     shard = data[bounds[rank] : bounds[rank + 1]].contiguous()
     rows = ShardedRows.in_rank_order(len(shard), "cpu") if world_size > 1 else LocalRows(n_rows)
-    network = dict(hidden_layer_sizes=tuple(DEFAULTS["hidden_layer_sizes"]),
-                   activation=DEFAULTS["activation"])
+    network = _network()
 
     def run(max_iter):
         block = Block.new(n_features, step_size=0.15, generator=torch.Generator().manual_seed(1),
@@ -183,7 +189,27 @@ def dask_scoring(n_rows, n_features, n_partitions, workers, reps, seed=0):
     return rows
 
 
-def markdown(training, scoring, setup, command, machine, code, date, total):
+NOTES = """\
+Notes:
+
+- Read the 2-process rows as ratios to the 1-process rows of the same run, with the load
+  average in mind: {cores} cores here, and other jobs' load average at start {load_start}, at
+  the end {load_end}. Above {cores}, a second process gets no core of its own, and a ratio below
+  1 measures that contention, not the scaling of the method; scaling figures need an idle
+  multi-core machine or GPUs (one process per GPU, NCCL).
+- Training communicates once per step: an all-reduce of the network's gradients ({params:,}
+  float32 values, {kib:.0f} KiB, through gloo on the loopback here); a larger batch gives each
+  all-reduce more rows of work. The losses of the 2-process runs equal the 1-process ones up to
+  float32 summation order (max difference in the notes column).
+- Dask: dask's nanny starts workers with `MALLOC_TRIM_THRESHOLD_=65536`, which fixes glibc's mmap
+  threshold at 128 KiB, so the scoring buffers (a few MiB per chunk) are mapped and page-faulted
+  afresh on every chunk (page-fault counts in the table); the larger thresholds recommended in
+  `docs/distributed.md` remove most of that. The remaining gap to the in-process row is the
+  scheduler, the client and the workers sharing the 2 busy cores.
+"""
+
+
+def markdown(training, scoring, setup, command, machine, code, date, total, load_end):
     lines = [
         SECTION,
         "",
@@ -201,7 +227,16 @@ def markdown(training, scoring, setup, command, machine, code, date, total):
     ]
     for name, rate, ratio, notes in training + scoring:
         lines.append(f"| {name} | {rate:,.0f} | {ratio:.2f}x | {notes} |")
-    return "\n".join(lines) + "\n"
+    params = sum(
+        p.numel()
+        for p in Block.new(10, step_size=None, generator=None, **_network()).parameters()
+    )
+    load_start = machine.split("load average at start: ", 1)[-1].split(")", 1)[0]
+    notes = NOTES.format(
+        cores=os.cpu_count(), load_start=load_start, load_end=load_end, params=params,
+        kib=params * 4 / 1024,
+    )
+    return "\n".join(lines) + "\n\n" + notes
 
 
 def main(argv=None):
@@ -231,9 +266,10 @@ def main(argv=None):
         f"LocalFlowMatching({', '.join(f'{k}={v!r}' for k, v in SCORING_MODEL.items())}), "
         "RK4 with 8 steps per block"
     )
+    load_end = "%.1f, %.1f, %.1f" % os.getloadavg()
     section = markdown(
-        training,
-        scoring, setup, command.strip(), machine, code, date, time.perf_counter() - start
+        training, scoring, setup, command.strip(), machine, code, date,
+        time.perf_counter() - start, load_end,
     )
     report(section, args.write_docs)
     return 0
