@@ -254,7 +254,7 @@ class BaseLocalFlowMatching(BaseEstimator):
                 "ranks would not checkpoint at the same steps. Set checkpoint_dir=None."
             )
         # A rank that raises alone would leave the others waiting: checks are shared.
-        X = on_every_rank(lambda: self._validate_X(X, reset=not warm), parallel)
+        X = on_every_rank(lambda: self._validate_shard(X, warm, parallel), parallel)
         if parallel:
             check_same_columns(X, self)
         rows = ShardedRows.in_rank_order(len(X), device) if parallel else LocalRows(len(X))
@@ -376,6 +376,17 @@ class BaseLocalFlowMatching(BaseEstimator):
                 f"the fitted step_sizes_ {fitted}; got {schedule.step_sizes}. Set "
                 "warm_start=False to train a new chain."
             )
+
+    def _validate_shard(self, X, warm, parallel):
+        X = self._validate_X(X, reset=not warm)
+        if parallel and getattr(self, "tabular_", None) is not None:
+            # Each rank would fit its own category codes from its own rows.
+            raise ValueError(
+                "Typed tables (categorical, integer or missing-value columns) are not "
+                "supported in data-parallel fits: encode the columns the same way on every "
+                "rank (e.g. with an OrdinalEncoder fitted once) and pass numeric rows."
+            )
+        return X
 
     def _data_parallel(self):
         """Whether this fit trains data-parallel over torch.distributed ranks."""

@@ -7,6 +7,7 @@ pickles what the test compares to a single-process fit.
 import pickle
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 
@@ -39,12 +40,14 @@ def run(rank, world_size, init_file, out_dir, X, X_test, bounds, configs):
         # Rows that one rank cannot use: every rank must raise, none may hang.
         with_nan = shard.copy()
         with_nan[0, 0] = np.nan if rank == 1 else 0.0
+        typed = pd.DataFrame({"x": shard[:, 0], "kind": np.where(shard[:, 1] > 0, "a", "b")})
         errors = {}
         for name, rows, estimator in (
             ("nan", with_nan, LocalFlowMatching(max_iter=5)),
             ("columns", shard[:, : 2 - rank], LocalFlowMatching(max_iter=5)),
             ("detector", shard, LocalFlowMatchingOutlierDetector(distributed="auto")),
             ("checkpoint", shard, LocalFlowMatching(max_iter=5, checkpoint_dir=out_dir)),
+            ("typed", typed, LocalFlowMatching(max_iter=5)),
         ):
             try:
                 estimator.fit(rows)

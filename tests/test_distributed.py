@@ -110,6 +110,7 @@ def test_distributed_bad_shard_raises_on_every_rank(two_ranks):
         )
         assert "trains on one process" in errors["detector"]
         assert "checkpoint_dir is not supported in data-parallel fits" in errors["checkpoint"]
+        assert "Typed tables" in errors["typed"]
 
 
 def test_distributed_true_without_process_group_raises():
