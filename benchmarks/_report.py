@@ -1,5 +1,6 @@
 """Shared by the benchmark scripts: the code version and the docs/benchmarks.md writer."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -44,3 +45,41 @@ def write_docs(section):
         new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:])
         new = new.rstrip("\n") + "\n"
     DOCS.write_text(new)
+
+
+
+def report(section, write):
+    """Print `section`; with `write`, also put it in docs/benchmarks.md."""
+    print(section)
+    if write:
+        write_docs(section)
+        print(f"wrote {DOCS}")
+
+
+def machine_info(threads=None, extra=""):
+    """CPU, cores, load average, GPU, torch/BLAS threads (if given) and library versions."""
+    import platform
+
+    import numpy as np
+    import sklearn
+    import torch
+
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        cpu = platform.processor() or "unknown CPU"
+    device = "CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    try:
+        load = " (load average at start: %.1f, %.1f, %.1f)" % os.getloadavg()
+    except OSError:
+        load = ""
+    threads = "" if threads is None else f"; torch/BLAS threads: {threads}"
+    return (
+        f"{cpu}, {os.cpu_count()} cores{load}, {device}{threads}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, "
+        f"scikit-learn {sklearn.__version__}, numpy {np.__version__}{extra}"
+    )

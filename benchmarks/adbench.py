@@ -44,8 +44,6 @@ message when absent.
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import time
@@ -59,7 +57,8 @@ from sklearn.base import BaseEstimator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import DataUnavailable, adbench_names, load_adbench  # noqa: E402
-from _report import DOCS, code_version, write_docs  # noqa: E402
+import _report  # noqa: E402
+from _report import code_version, report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Anomaly detection: ADBench (issue 4)"
@@ -362,34 +361,13 @@ def detector_defaults():
 
 
 def machine_info():
-    import sklearn
-    import torch
-
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in open("/proc/cpuinfo")
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        cpu = platform.processor() or "unknown CPU"
-    extra = ""
     try:
         import pyod
 
         extra = f", pyod {pyod.__version__}"
     except Exception:
-        pass
-    try:
-        load = " (load average at start: %.1f, %.1f, %.1f)" % os.getloadavg()
-    except OSError:
-        load = ""
-    return (
-        f"{cpu}, {os.cpu_count()} cores{load}, no GPU used; Python "
-        f"{platform.python_version()}, torch {torch.__version__}, scikit-learn "
-        f"{sklearn.__version__}, numpy {np.__version__}{extra}"
-    )
-
+        extra = ""
+    return _report.machine_info(extra=extra)
 
 
 def main(argv=None):
@@ -482,10 +460,7 @@ def main(argv=None):
         run = runs[-1]
     rows = [r for r in done if r["seed"] in args.seeds]
     section = markdown(rows, methods, names, args.seeds, run)
-    print(section)
-    if args.write_docs:
-        write_docs(section)
-        print(f"wrote {DOCS}")
+    report(section, args.write_docs)
     return 0
 
 

@@ -42,8 +42,6 @@ Skips (with a message, exit status 0) when the data are absent.
 """
 
 import argparse
-import os
-import platform
 import shlex
 import sys
 import time
@@ -54,7 +52,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import DataUnavailable, load_house_16h, load_protein, train_test_rows  # noqa: E402
-from _report import DOCS, code_version, write_docs  # noqa: E402
+from _report import DOCS, code_version, machine_info, report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Density: protein and house_16H (issue 2)"
@@ -221,30 +219,6 @@ def run(names, methods, seed, max_train):
 # --- reporting ---
 
 
-def machine_info(threads):
-    import sklearn
-    import torch
-
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in open("/proc/cpuinfo")
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        cpu = platform.processor() or "unknown CPU"
-    device = "CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    try:
-        load = " (load average at start: %.1f, %.1f, %.1f)" % os.getloadavg()
-    except OSError:
-        load = ""
-    return (
-        f"{cpu}, {os.cpu_count()} cores{load}, {device}; torch/BLAS threads: {threads}; "
-        f"Python {platform.python_version()}, torch {torch.__version__}, "
-        f"scikit-learn {sklearn.__version__}, numpy {np.__version__}"
-    )
-
-
 def lfm_defaults():
     """The LocalFlowMatching defaults in force (they may be retuned; the record keeps them)."""
     from sklfm import LocalFlowMatching
@@ -334,10 +308,7 @@ def main(argv=None):
         return 0
     section = markdown(rows, command.strip(), machine, code, date, time.perf_counter() - start)
     print()
-    print(section)
-    if args.write_docs:
-        write_docs(section)
-        print(f"wrote {DOCS}")
+    report(section, args.write_docs)
     return 0
 
 

@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Performance (issue 5)"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import DOCS, code_version, write_docs  # noqa: E402
+from _report import DOCS, code_version, report  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -727,10 +727,7 @@ def main(argv=None):
     ]
     section = "\n".join(lines) + "\n"
     print()
-    print(section)
-    if args.write_docs:
-        write_docs(section)
-        print(f"wrote {DOCS}")
+    report(section, args.write_docs)
     return 0
 
 

@@ -15,6 +15,7 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 
 from . import _persistence, _runtime
 from ._checkpoint import Checkpointer, fingerprint
+from ._distributed import check_same_columns, on_every_rank, shared_random_state, use_data_parallel
 from ._preprocessing import Standardizer
 from ._progress import ProgressLog
 from ._tabular import TabularEncoder, is_typed_table, missing_error
@@ -24,6 +25,8 @@ from .core import (
     SOLVERS,
     AutoSchedule,
     FixedSchedule,
+    LocalRows,
+    ShardedRows,
     SolverSettings,
     TrainSettings,
     train_chain,
@@ -112,6 +115,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         "solver": [StrOptions(set(SOLVERS))],
         "ode_steps": [Interval(Integral, 1, None, closed="left")],
         "device": [str, _runtime.Device],
+        "distributed": [StrOptions({"auto"}), "boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "checkpoint_dir": [None, str, os.PathLike],
@@ -139,6 +143,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         solver="rk4",
         ode_steps=8,
         device="auto",
+        distributed="auto",
         random_state=None,
         verbose=0,
         checkpoint_dir=None,
@@ -162,6 +167,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         self.solver = solver
         self.ode_steps = ode_steps
         self.device = device
+        self.distributed = distributed
         self.random_state = random_state
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
@@ -241,25 +247,39 @@ class BaseLocalFlowMatching(BaseEstimator):
         if warm:
             self._check_warm_start(schedule)
         device = self.device_ if warm else _runtime.resolve_device(self.device)
-        X = self._validate_X(X, reset=not warm)
-        random_state, checkpoint, resume = self.random_state, None, None
+        parallel = self._data_parallel()
+        if parallel and self.checkpoint_dir is not None:
+            raise ValueError(
+                "checkpoint_dir is not supported in data-parallel fits (distributed): the "
+                "ranks would not checkpoint at the same steps. Set checkpoint_dir=None."
+            )
+        # A rank that raises alone would leave the others waiting: checks are shared.
+        X = on_every_rank(lambda: self._validate_shard(X, warm, parallel), parallel)
+        if parallel:
+            check_same_columns(X, self)
+        rows = ShardedRows.in_rank_order(len(X), device) if parallel else LocalRows(len(X))
+        random_state, checkpoint, resume = shared_random_state(self.random_state, rows), None, None
         if self.checkpoint_dir is not None:
             key = fingerprint(self, X, warm_from=self if warm else None)
             checkpoint = Checkpointer(self.checkpoint_dir, key)
             random_state, resume = checkpoint.resume(self.random_state, device)
 
         rng = check_random_state(random_state)
-        train_X, validation_X = self._split_validation(X, rng)
-        preprocessing = self.standardizer_ if warm else self._fit_preprocessing(train_X)
+        train_X, validation_X, rows = self._split_validation(X, rng, rows)
+        preprocessing = self.standardizer_ if warm else self._fit_preprocessing(train_X, rows)
         train_rows = self._training_rows(preprocessing, train_X, rng)
         validation_rows = (
             None if validation_X is None else self._training_rows(preprocessing, validation_X, rng)
         )
-        self._check_standardized(preprocessing, train_rows, validation_rows)
-        probe_rows = self._probe_rows(train_rows, validation_rows) if schedule.needs_probe else None
+        on_every_rank(
+            lambda: self._check_standardized(preprocessing, train_rows, validation_rows), parallel
+        )
+        probe_rows = (
+            self._probe_rows(train_rows, validation_rows, rows) if schedule.needs_probe else None
+        )
         data = _runtime.to_tensor(train_rows, device, _runtime.TRAIN_DTYPE)
         max_iter, free_max_iter = (
-            auto_max_iter(len(train_rows), X.shape[1], self.batch_size)
+            auto_max_iter(rows.n_rows, X.shape[1], self.batch_size)
             if self.max_iter == "auto"
             else (self.max_iter, self.max_iter)
         )
@@ -273,7 +293,9 @@ class BaseLocalFlowMatching(BaseEstimator):
             n_iter_no_change=self.n_iter_no_change if self.early_stopping else None,
             tol=self.tol,
         )
-        with ProgressLog(self.verbose, min(self.batch_size, len(train_rows))) as reporter:
+        # One progress log: rank 0's (every rank trains the same model).
+        verbose = self.verbose if rows.rank == 0 else 0
+        with ProgressLog(verbose, min(self.batch_size, rows.n_rows)) as reporter:
             chain, histories, probe_scores = train_chain(
                 data,
                 schedule,
@@ -294,6 +316,7 @@ class BaseLocalFlowMatching(BaseEstimator):
                 reporter=reporter,
                 resume=resume,
                 on_progress=checkpoint and checkpoint.save,
+                rows=rows,
             )
         n_new = len(chain.blocks) - len(kept)
         old = [] if not warm else list(zip(self.loss_curve_, self.validation_scores_, self.n_iter_per_block_))
@@ -354,34 +377,53 @@ class BaseLocalFlowMatching(BaseEstimator):
                 "warm_start=False to train a new chain."
             )
 
-    def _split_validation(self, X, rng):
-        """Held-out rows for early stopping (None without it)."""
+    def _validate_shard(self, X, warm, parallel):
+        X = self._validate_X(X, reset=not warm)
+        if parallel and getattr(self, "tabular_", None) is not None:
+            # Each rank would fit its own category codes from its own rows.
+            raise ValueError(
+                "Typed tables (categorical, integer or missing-value columns) are not "
+                "supported in data-parallel fits: encode the columns the same way on every "
+                "rank (e.g. with an OrdinalEncoder fitted once) and pass numeric rows."
+            )
+        return X
+
+    def _data_parallel(self):
+        """Whether this fit trains data-parallel over torch.distributed ranks."""
+        return use_data_parallel(self.distributed)
+
+    def _split_validation(self, X, rng, rows):
+        """Training rows, held-out rows for early stopping (None without it), training layout.
+
+        The held-out rows are drawn over all ranks' rows and end up on every
+        rank; each rank keeps its other rows, numbered in the shuffled order.
+        """
         if not self.early_stopping:
-            return X, None
-        n_validation = min(
-            MAX_VALIDATION_ROWS, max(1, int(round(self.validation_fraction * X.shape[0])))
-        )
-        if n_validation >= X.shape[0]:
+            return X, None, rows
+        n_rows = rows.n_rows
+        n_validation = min(MAX_VALIDATION_ROWS, max(1, int(round(self.validation_fraction * n_rows))))
+        if n_validation >= n_rows:
             raise ValueError(
                 f"early_stopping=True needs at least 2 rows (one to train, one to validate) "
-                f"after validation_fraction={self.validation_fraction}; got {X.shape[0]}."
+                f"after validation_fraction={self.validation_fraction}; got {n_rows}."
             )
-        order = rng.permutation(X.shape[0])
-        return X[order[n_validation:]], X[order[:n_validation]]
+        order = rng.permutation(n_rows)
+        local, train_rows = rows.reordered(order[n_validation:])
+        return X[local], rows.take(X, order[:n_validation]), train_rows
 
     @staticmethod
-    def _probe_rows(train_rows, validation_rows):
+    def _probe_rows(train_rows, validation_rows, rows):
         """Held-out rows for the AutoSchedule: the validation rows, else some training rows."""
         if validation_rows is not None:
             return validation_rows
-        stride = max(1, len(train_rows) // MAX_VALIDATION_ROWS)
-        return train_rows[::stride]
+        stride = max(1, rows.n_rows // MAX_VALIDATION_ROWS)
+        return rows.take(train_rows, np.arange(0, rows.n_rows, stride))
 
     # --- preprocessing hooks (LocalFlowMatchingOutlierDetector overrides them) ---
 
-    def _fit_preprocessing(self, X):
-        """The column preprocessing, fitted on the training rows X."""
-        return Standardizer().fit(X)
+    def _fit_preprocessing(self, X, rows):
+        """The column preprocessing, fitted on the training rows X (a shard of `rows`)."""
+        return Standardizer().fit(X, rows)
 
     def _training_rows(self, preprocessing, X, rng):
         """The rows the blocks train on, from rows X in user units."""

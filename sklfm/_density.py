@@ -84,7 +84,19 @@ class LocalFlowMatching(
     ode_steps : int, default=8
         Solver steps per block.
     device : str or torch.device, default="auto"
-        "auto" uses CUDA when available, else the CPU.
+        "auto" uses CUDA when available, else the CPU. Under torchrun with
+        GPUs, call ``torch.cuda.set_device(local_rank)`` first.
+    distributed : {"auto", True, False}, default="auto"
+        Data-parallel training over the ranks of the default
+        ``torch.distributed`` process group (launched e.g. by ``torchrun``):
+        every rank calls ``fit`` with its own shard of the rows, minibatches
+        are drawn over all ranks' rows, gradients are summed over the ranks
+        (DistributedDataParallel), and every rank ends with the model a single
+        process would fit on the shards concatenated in rank order (with an
+        integer ``random_state``; up to the order of floating-point sums).
+        "auto" does so when a process group with more than one rank is
+        initialised; True requires one; False trains on the rows given only.
+        See ``docs/distributed.md``.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, minibatches, noise and times. An integer
         gives identical fits on the CPU.

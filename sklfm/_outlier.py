@@ -159,6 +159,11 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
         unchanged, at half the scoring cost).
     device : str or torch.device, default="auto"
         "auto" uses CUDA when available, else the CPU.
+    distributed : {"auto", True, False}, default=False
+        The detector trains on one process: its robust scaling (medians and
+        quantiles) and its threshold ``offset_`` need all the rows, so "auto"
+        or True raise an error when a torch.distributed process group is
+        active. Fit it on one process and score with :mod:`sklfm.dask`.
     random_state : int, RandomState instance or None, default=None
         Seeds the smoothing noise, weight initialisation and training draws.
     verbose : int, default=0
@@ -279,6 +284,7 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
         solver="rk4",
         ode_steps=4,
         device="auto",
+        distributed=False,
         random_state=None,
         verbose=0,
         checkpoint_dir=None,
@@ -303,6 +309,7 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
             solver=solver,
             ode_steps=ode_steps,
             device=device,
+            distributed=distributed,
             random_state=random_state,
             verbose=verbose,
             checkpoint_dir=checkpoint_dir,
@@ -317,7 +324,16 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
 
     # --- hooks of the shared base: preprocessing and smoothing of the training rows ---
 
-    def _fit_preprocessing(self, X):
+    def _data_parallel(self):
+        if super()._data_parallel():
+            raise ValueError(
+                f"{type(self).__name__} trains on one process: its robust scaling and its "
+                "threshold offset_ need all the rows. Fit it with distributed=False on one "
+                "process, and score large data with sklfm.dask."
+            )
+        return False
+
+    def _fit_preprocessing(self, X, rows):
         preprocessing = _DetectorPreprocessing(self.scaling).fit(X)
         if self.tabular_ is not None:
             # The column-type layer dequantizes its discrete columns itself.

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from .core import LocalRows
+
 
 class Standardizer:
     """Centre and scale each column; densities are carried back to user units.
@@ -16,13 +18,17 @@ class Standardizer:
     of 1e200 is inf, of 1e-170 is 0).
     """
 
-    def fit(self, X):
-        peak = np.max(np.abs(X), axis=0)
+    def fit(self, X, rows=None):
+        """Fit on the rows X: all of them, or this rank's shard of `rows` (core.shards)."""
+        rows = LocalRows(len(X)) if rows is None else rows
+        peak = rows.largest(np.max(np.abs(X), axis=0, initial=0.0))
         peak = np.where(peak > 0, peak, 1.0)
         scaled = X / peak
-        mean, std = scaled.mean(axis=0), scaled.std(axis=0)
+        # scaled.mean(axis=0) and .std(axis=0), with the sums taken over all ranks.
+        mean = rows.total(scaled.sum(axis=0)) / rows.n_rows
+        std = np.sqrt(rows.total(((scaled - mean) ** 2).sum(axis=0)) / rows.n_rows)
         # As StandardScaler: a spread within rounding error of the mean is a constant column.
-        constant = std <= X.shape[0] * np.finfo(X.dtype).eps * np.abs(mean)
+        constant = std <= rows.n_rows * np.finfo(X.dtype).eps * np.abs(mean)
         self.mean_ = mean * peak
         self.scale_ = np.where(constant, 1.0, std * peak)
         self.log_det_ = -float(np.sum(np.log(self.scale_)))

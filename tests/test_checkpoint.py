@@ -258,8 +258,8 @@ def _poison_loss(monkeypatch, calls):
     count = {"n": 0}
     original = block_module._BlockLoss.__call__
 
-    def loss(self, net, x0, noise, t):
-        value = original(self, net, x0, noise, t)
+    def loss(self, net, x0, noise, t, *n_rows):
+        value = original(self, net, x0, noise, t, *n_rows)
         if net.training:
             count["n"] += 1
             if calls(count["n"]):

@@ -14,6 +14,7 @@ from .ode import SOLVERS
 from .paths import INTERPOLANT_CHOICES, INTERPOLANTS
 from .progress import BlockProgress, ChainProgress
 from .schedule import AutoSchedule, FixedSchedule
+from .shards import LocalRows, ShardedRows
 
 __all__ = [
     "ACTIVATIONS",
@@ -27,6 +28,8 @@ __all__ = [
     "BlockProgress",
     "ChainProgress",
     "FlowChain",
+    "LocalRows",
+    "ShardedRows",
     "SolverSettings",
     "TrainSettings",
     "TrainingDivergedError",

@@ -15,6 +15,7 @@ from . import ode
 from .network import VelocityMLP
 from .paths import block_target, interpolant_for
 from .progress import BlockProgress
+from .shards import LocalRows
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,15 @@ class _BlockLoss:
         self.step_size = block.step_size
         self.interpolate = interpolant_for(interpolant, block.step_size)
 
-    def __call__(self, net, x0, noise, t):
+    def __call__(self, net, x0, noise, t, n_rows=None):
+        """Squared error summed over the rows given, over `n_rows` x n_features.
+
+        With all of a minibatch's rows (`n_rows` None: their number) it is the
+        mean squared error; with one rank's share of the rows, its share of it.
+        """
         xt, target = self.interpolate(x0, block_target(x0, noise, self.step_size), t)
-        return F.mse_loss(net(t, xt), target)
+        n_rows = x0.shape[0] if n_rows is None else n_rows
+        return F.mse_loss(net(t, xt), target, reduction="sum") / (n_rows * x0.shape[1])
 
 
 def _draw_noise_and_times(n_rows, n_features, generator, dtype):
@@ -133,6 +140,7 @@ def train_block(
     resume=None,
     on_progress=None,
     name="block",
+    rows=None,
 ):
     """Fit the block's velocity to its interpolant; return a BlockHistory.
 
@@ -149,8 +157,14 @@ def train_block(
     halvings raises TrainingDivergedError naming `name` and the step. Every
     good check before the last step gives `on_progress` a BlockProgress, and a
     BlockProgress passed as `resume` continues the block from it exactly.
+
+    `rows` (a shards.ShardedRows) says that `data` is this rank's shard of
+    the rows: minibatches are drawn over all ranks' rows, each rank computes
+    the loss of the rows it holds, and the gradients are summed over the ranks.
+    `validation` is then the same on every rank, and every decision (back-off,
+    early stop) is rank 0's.
     """
-    run = _Run(block, data, settings, generator, validation)
+    run = _Run(block, data, settings, generator, validation, rows)
     good = run.progress() if resume is None else resume
     if resume is not None:
         run.restore(resume)
@@ -186,11 +200,14 @@ def train_block(
 class _Run:
     """One block's training state: optimizer, scheduler, draws, history; one step at a time."""
 
-    def __init__(self, block, data, settings, generator, validation):
+    def __init__(self, block, data, settings, generator, validation, rows=None):
         self.net, self.data, self.generator = block.net, data, generator
+        self.rows = LocalRows(len(data)) if rows is None else rows
+        # The module the steps run: the net, or its DDP wrapper summing gradients over ranks.
+        self.parallel_net = self.rows.parallel(self.net)
         self.validation = validation
         self.loss = _BlockLoss(block, settings.interpolant)
-        self.batch = min(settings.batch_size, data.shape[0])
+        self.batch = min(settings.batch_size, self.rows.n_rows)
         # foreach: the multi-tensor Adam, bit-for-bit the same updates as the per-tensor
         # default on the CPU and ~15 % faster per step there (benchmarks/speed.py).
         self.optimizer = torch.optim.Adam(
@@ -208,14 +225,16 @@ class _Run:
         self.losses = torch.empty(settings.max_iter, device=data.device)
         self.validation_losses = []
         self.step = 0
+        self.summed = 0  # losses[:summed] hold the sums over the ranks
         self.backoffs = 0
 
     def train_step(self):
-        data, generator = self.data, self.generator
-        idx = torch.randint(data.shape[0], (self.batch,), generator=generator, device=data.device)
-        x0 = data.index_select(0, idx)  # same rows as data[idx], much faster on CPU
-        draws = _draw_noise_and_times(self.batch, data.shape[1], generator, data.dtype)
-        loss = self.loss(self.net, x0, *draws)
+        data, generator, rows = self.data, self.generator, self.rows
+        idx = torch.randint(rows.n_rows, (self.batch,), generator=generator, device=data.device)
+        noise, t = _draw_noise_and_times(self.batch, data.shape[1], generator, data.dtype)
+        local, mine = rows.own(idx)
+        x0 = data.index_select(0, local)  # same rows as data[local], much faster on CPU
+        loss = self.loss(self.parallel_net, x0, noise[mine], t[mine], self.batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -228,14 +247,20 @@ class _Run:
             return None
         with torch.no_grad():
             loss = self.loss(self.net, self.validation, *self.validation_draws).item()
+        loss = self.rows.agree(loss)
         self.validation_losses.append(loss)
         return loss
 
     def finite_since(self, step):
-        """Whether the losses from `step` on and the weights are all finite (one host sync)."""
+        """Whether the losses from `step` on and the weights are all finite (one host sync).
+
+        First sums the ranks' shares of the losses not summed yet.
+        """
+        self.rows.total(self.losses[self.summed : self.step])
+        self.summed = self.step
         checks = [torch.isfinite(self.losses[step : self.step]).all()]
         checks += [torch.isfinite(p).all() for p in self.net.parameters()]
-        return bool(torch.stack(checks).all())
+        return bool(self.rows.agree(float(torch.stack(checks).all())))
 
     def progress(self):
         return BlockProgress(
@@ -258,7 +283,7 @@ class _Run:
         self.optimizer.load_state_dict(copy.deepcopy(progress.optimizer))
         self.scheduler.load_state_dict(copy.deepcopy(progress.scheduler))
         self.generator.set_state(progress.generator)
-        self.step = progress.step
+        self.step = self.summed = progress.step
         self.losses[: self.step] = progress.losses.to(device)
         self.validation_losses = list(progress.validation_losses)
         if progress.validation_draws is not None:

@@ -8,7 +8,8 @@ from torch import nn
 
 from .block import Block, train_block
 from .progress import ChainProgress
-from .schedule import gaussian_probe
+from .schedule import gaussian_probe, probe_fit_indices
+from .shards import LocalRows
 
 # Upper bound on the elements of one chunk's (rows x features x width) Jacobian
 # tangent; keeps scoring memory flat whatever the number of rows. On the CPU
@@ -116,6 +117,7 @@ def train_chain(
     free_train=None,
     resume=None,
     on_progress=None,
+    rows=None,
 ):
     """Train OU blocks as `schedule` decides, then the free block.
 
@@ -128,7 +130,10 @@ def train_chain(
     AutoSchedule (see schedule.gaussian_probe). `free_train`, if given, are
     the free block's TrainSettings (`train` otherwise). `reporter`, if given,
     gets `block_started(index, block, max_iter)`, `checked(step, loss,
-    validation_loss)` and `block_finished(index, block, history)`.
+    validation_loss)` and `block_finished(index, block, history)`. `rows` (a
+    shards.ShardedRows) says that `data` is this rank's shard of the training
+    rows (see train_block); `validation` and `probe` are then the same on
+    every rank.
 
     `on_progress(progress, block_done)` gets a ChainProgress after each good
     check inside a block (block_done False) and after each finished OU block
@@ -138,14 +143,21 @@ def train_chain(
     Returns the chain, the BlockHistory of each block trained here, and the
     probe scores (empty when the schedule needs none).
     """
+    rows = LocalRows(len(data)) if rows is None else rows
     n_features = data.shape[1]
+    probe_fit = probe_fit_indices(rows.n_rows, data.device)
     # Weights are initialised on the CPU, whatever the device of `generator`.
     seed = torch.randint(2**62, (1,), generator=generator, device=generator.device).item()
     init = torch.Generator().manual_seed(seed)
     probe_scores, probe_log_det = [], None
+
+    def score_probe():
+        score = gaussian_probe(rows.take(data, probe_fit), probe, probe_log_det)
+        probe_scores.append(rows.agree(score))
+
     if schedule.needs_probe:
         probe_log_det = torch.zeros(probe.shape[0], dtype=probe.dtype, device=probe.device)
-        probe_scores.append(gaussian_probe(data, probe, probe_log_det))
+        score_probe()
 
     def advance(block):
         nonlocal data, validation, probe, probe_log_det
@@ -156,7 +168,7 @@ def train_chain(
         if probe_log_det is not None:
             probe, block_log_det = one.push_with_logdet(probe, solver)
             probe_log_det = probe_log_det + block_log_det
-            probe_scores.append(gaussian_probe(data, probe, probe_log_det))
+            score_probe()
 
     blocks, histories = [], []
 
@@ -187,6 +199,7 @@ def train_chain(
             resume=resume_block,
             on_progress=on_progress and (lambda current: on_progress(progress(current), False)),
             name=f"block {index + 1} ({'free' if step_size is None else f'OU h={step_size:.4g}'})",
+            rows=rows,
         )
         if reporter is not None:
             reporter.block_finished(index, block, history)

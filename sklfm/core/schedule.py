@@ -54,15 +54,20 @@ class AutoSchedule:
 _PROBE_FIT_ROWS = 50_000
 
 
-def gaussian_probe(train, held_out, log_det):
+def probe_fit_indices(n_rows, device):
+    """Indices of the training rows the probe's Gaussian is fitted to: evenly spaced,
+    fewer than 2 x 50,000."""
+    return torch.arange(0, n_rows, max(1, n_rows // _PROBE_FIT_ROWS), device=device)
+
+
+def gaussian_probe(fit_rows, held_out, log_det):
     """Mean log-likelihood per dimension of `held_out` under a fitted Gaussian, plus `log_det`.
 
-    The Gaussian is fitted (float64) to at most 50,000 evenly spaced rows of
-    `train`; `log_det` is the per-row log-determinant of the blocks that
-    carried `held_out` to where it is.
+    The Gaussian is fitted (float64) to `fit_rows` (see `probe_fit_indices`);
+    `log_det` is the per-row log-determinant of the blocks that carried
+    `held_out` to where it is.
     """
-    stride = max(1, train.shape[0] // _PROBE_FIT_ROWS)
-    fit_rows = train[::stride].to(torch.float64)
+    fit_rows = fit_rows.to(torch.float64)
     mean = fit_rows.mean(dim=0)
     d = fit_rows.shape[1]
     cov = torch.cov(fit_rows.T).reshape(d, d) + 1e-9 * torch.eye(d, dtype=torch.float64)
