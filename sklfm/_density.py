@@ -79,7 +79,8 @@ class LocalFlowMatching(
         train only what is new: OU blocks that ``step_sizes`` adds after the
         fitted ones (it must start with ``step_sizes_``), or that the "auto"
         rule still finds worth adding, then a new free block. When nothing is
-        added, the fitted model is left as it is.    solver : {"rk4", "midpoint", "euler"}, default="rk4"
+        added, the fitted model is left as it is.
+    solver : {"rk4", "midpoint", "euler"}, default="rk4"
         Fixed-step ODE method used for pushing, pulling and scoring.
     ode_steps : int, default=8
         Solver steps per block.
