@@ -40,8 +40,8 @@ from _data import (  # noqa: E402
     load_protein,
     train_test_rows,
 )
-from _report import code_version, write_docs  # noqa: E402
-from density import _log1p_nonnegative, lfm_defaults, machine_info  # noqa: E402
+from _report import code_version, machine_info, write_docs  # noqa: E402
+from density import _log1p_nonnegative, lfm_defaults  # noqa: E402
 
 SECTION = "## Defaults vs a tuned grid (issue 8)"
 REFERENCE_STEPS = (0.15, 0.195, 0.2535)
