@@ -39,6 +39,7 @@ from torch import nn
 
 from . import _runtime
 from .core import Block, FlowChain, VelocityMLP
+from .core.distill import StudentChain
 
 FORMAT = "sklfm-model"
 FORMAT_VERSION = 1
@@ -140,10 +141,20 @@ def _decode_chain(node, decode):
     return FlowChain([_expect(block, Block) for block in decode(node["blocks"])])
 
 
+def _encode_students(students, encode, path):
+    return {"n_steps": students.n_steps, "nets": encode(list(students.nets), _child(path, "nets"))}
+
+
+def _decode_students(node, decode):
+    nets = [_expect(net, VelocityMLP) for net in decode(node["nets"])]
+    return StudentChain(nets, _expect(node["n_steps"], int))
+
+
 _MODULES = {
     "velocity_mlp": (VelocityMLP, _encode_velocity, _decode_velocity),
     "block": (Block, _encode_block, _decode_block),
     "flow_chain": (FlowChain, _encode_chain, _decode_chain),
+    "student_chain": (StudentChain, _encode_students, _decode_students),
 }
 
 
