@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _runtime
 from ._base import BaseLocalFlowMatching, _check_finite_rows
 from ._progress import ProgressLog, logger
-from .core.distill import DistillSettings, distill_chain
+from .core import DistillSettings, distill_chain
 
 # Options of `distill`, checked like the constructor's parameters.
 _DISTILL_CONSTRAINTS = {
@@ -176,7 +176,7 @@ class LocalFlowMatching(
         empty for explicit step sizes.
     device_ : torch.device
         Device the model was trained and is evaluated on.
-    students_ : sklfm.core.distill.StudentChain or None
+    students_ : sklfm.core.StudentChain or None
         Few-step students of the blocks, used by :meth:`sample`; None until
         :meth:`distill` is called (and again after a refit).
     distill_steps_ : int or None
@@ -322,8 +322,8 @@ class LocalFlowMatching(
             Network evaluations per block when sampling.
         max_iter : int, default=4000
             Adam steps per block. The number of steps matters more than the
-            batch size (``benchmarks/distill.py``); with the defaults,
-            distilling takes about as long as the default fit.
+            batch size; with the defaults, distilling takes time of the order
+            of the fit's (``benchmarks/distill.py``).
         batch_size : int, default=128
             Minibatch size, drawn from 16,384 teacher solves per block.
         learning_rate : float, default=3e-3

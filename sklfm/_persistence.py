@@ -38,8 +38,7 @@ import torch
 from torch import nn
 
 from . import _runtime
-from .core import Block, FlowChain, VelocityMLP
-from .core.distill import StudentChain
+from .core import Block, FlowChain, StudentChain, VelocityMLP
 
 FORMAT = "sklfm-model"
 FORMAT_VERSION = 1
@@ -147,7 +146,10 @@ def _encode_students(students, encode, path):
 
 def _decode_students(node, decode):
     nets = [_expect(net, VelocityMLP) for net in decode(node["nets"])]
-    return StudentChain(nets, _expect(node["n_steps"], int))
+    n_steps = _expect(node["n_steps"], int)
+    if isinstance(n_steps, bool) or n_steps < 1:
+        raise ValueError(f"a student's n_steps must be a positive integer, found {n_steps!r}")
+    return StudentChain(nets, n_steps)
 
 
 _MODULES = {

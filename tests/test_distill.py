@@ -1,6 +1,7 @@
 """Per-block distillation: students that sample like their teacher, and leave the exact paths alone."""
 
 import copy
+import io
 import logging
 
 import joblib
@@ -17,6 +18,7 @@ from sklfm.core.distill import StudentChain, student_path, teacher_path
 from sklfm.datasets import make_pinwheel
 
 from ._helpers import TINY, energy_distance
+from .test_persistence import _edit_meta, _model_file
 
 # About 2 s to fit and 3 s to distil on one core.
 TEACHER = dict(
@@ -132,6 +134,16 @@ def test_distilled_model_round_trip(distilled, tmp_path, how):
         loaded = sklfm.load(path)
     assert loaded.distill_steps_ == 1 and loaded.students_.n_steps == 1
     assert_array_equal(loaded.sample(100, random_state=5), distilled.sample(100, random_state=5))
+
+
+@pytest.mark.parametrize("n_steps", [0, -1, 1.5, "1"])
+def test_model_file_with_bad_student_steps_is_refused(distilled, n_steps):
+    def edit(meta):
+        meta["attributes"]["items"]["students_"]["n_steps"] = n_steps
+
+    data = _edit_meta(_model_file(distilled), edit)
+    with pytest.raises(ValueError, match="n_steps|expected int"):
+        sklfm.load(io.BytesIO(data))
 
 
 def test_unfitted_raises_not_fitted():

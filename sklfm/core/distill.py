@@ -23,16 +23,16 @@ from .block import adam_with_cosine, init_generator
 from .chain import chunk_rows, map_chunks
 from .network import VelocityMLP
 
-# Where a block's training inputs (its noise side) come from: the students
-# already distilled for the later blocks (what the block meets when sampling),
-# or the teacher blocks.
-INPUTS = ("students", "teacher")
-INITS = ("teacher", "random")
-
 
 @dataclass(frozen=True)
 class DistillSettings:
-    """How the students are trained; `max_iter` Adam steps per block."""
+    """How the students are trained; `max_iter` Adam steps per block.
+
+    `inputs`: where a block's noise-side training inputs come from, "students"
+    (the students already distilled for the later blocks: what the block
+    meets when sampling) or "teacher" (the teacher blocks). `init`: a student
+    starts as a copy of its "teacher"'s network or from "random" weights.
+    """
 
     n_steps: int
     max_iter: int
