@@ -1,7 +1,10 @@
-"""Shared by the benchmark scripts: the code version and the docs/benchmarks.md writer."""
+"""Shared by the benchmark scripts: run set-up, code version, machine and the docs writer."""
 
 import os
+import shlex
 import subprocess
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +49,30 @@ def write_docs(section):
         new = new.rstrip("\n") + "\n"
     DOCS.write_text(new)
 
+
+
+def start_run(script, argv, threads):
+    """Limit torch and BLAS to `threads`; return the command that reproduces the run, and the date."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+    args = sys.argv[1:] if argv is None else argv
+    command = " ".join(["python", f"benchmarks/{script}", *(shlex.quote(a) for a in args)])
+    return command, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def header(section, command, date, elapsed, machine, code):
+    """The first lines of a docs section: heading, command, date and run time, machine, code."""
+    return [
+        section,
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {date}; total run time {elapsed / 60:.1f} min  ",
+        f"Machine: {machine}  ",
+        f"Code: {code}  ",
+    ]
 
 
 def report(section, write):

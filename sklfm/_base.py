@@ -572,6 +572,9 @@ class BaseLocalFlowMatching(BaseEstimator):
     def score_samples(self, X):
         """Exact log-density of each row, in nats, in the units of X.
 
+        Integrates the blocks' ODEs and the exact trace of their Jacobians
+        (distilled students, if any, play no part).
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -597,8 +600,10 @@ class BaseLocalFlowMatching(BaseEstimator):
         scores[~np.isfinite(scores)] = -np.inf
         return scores
 
-    def _latent_to_data(self, Z):
-        X = self.chain_.pull(self._exact_tensor(Z), self._solver_settings())
+    def _latent_to_data(self, Z, students=None):
+        """Latent codes to data rows: the blocks' ODEs, or `students` (a StudentChain) if given."""
+        Z = self._exact_tensor(Z)
+        X = self.chain_.pull(Z, self._solver_settings()) if students is None else students.pull(Z)
         return _check_finite_rows(
             self.standardizer_.inverse_transform(_runtime.to_numpy(X)),
             "Z is too far from the latent Gaussian: mapping it to data space overflows float64",

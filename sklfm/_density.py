@@ -1,14 +1,26 @@
 """LocalFlowMatching: density estimation, sampling and latent codes."""
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, DensityMixin, TransformerMixin
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted
 
 from . import _runtime
 from ._base import BaseLocalFlowMatching, _check_finite_rows
+from ._progress import ProgressLog, logger
+from .core import DistillSettings, distill_chain
+
+# Options of `distill`, checked like the constructor's parameters.
+_DISTILL_CONSTRAINTS = {
+    "n_steps": [Interval(Integral, 1, None, closed="left")],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "random_state": ["random_state"],
+}
 
 
 class LocalFlowMatching(
@@ -164,6 +176,13 @@ class LocalFlowMatching(
         empty for explicit step sizes.
     device_ : torch.device
         Device the model was trained and is evaluated on.
+    students_ : sklfm.core.StudentChain or None
+        Few-step students of the blocks, used by :meth:`sample`; None until
+        :meth:`distill` is called (and again after a refit).
+    distill_steps_ : int or None
+        Network evaluations per block of the students; None when not distilled.
+    distill_loss_curve_ : list of ndarray or None
+        Distillation loss per step, one array per block; None when not distilled.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -176,6 +195,12 @@ class LocalFlowMatching(
     spirit of the reference runs is ``hidden_layer_sizes=(256,) * 4,
     batch_size=30000, max_iter=100000, learning_rate=5e-3``. Scoring integrates the exact Jacobian trace with
     ``ode_steps`` fixed RK4 steps per block in float64.
+
+    Sampling solves every block's ODE (``4 * ode_steps`` network evaluations
+    per block with RK4). :meth:`distill` trains a one- or few-step student
+    per block, after which :meth:`sample` needs ``n_steps`` evaluations per
+    block (``benchmarks/distill.py`` measures the speed and the fidelity);
+    densities and latent codes always use the exact ODE path.
 
     Examples
     --------
@@ -220,6 +245,8 @@ class LocalFlowMatching(
     def transform(self, X):
         """Map rows to their latent Gaussian codes through all blocks.
 
+        Always solves the blocks' ODEs, also on a distilled model.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -243,6 +270,9 @@ class LocalFlowMatching(
     def inverse_transform(self, Z):
         """Map latent codes back to data space.
 
+        The exact inverse of :meth:`transform` (the blocks' ODEs solved
+        backward), also on a distilled model: the students are not used.
+
         Parameters
         ----------
         Z : array-like of shape (n_samples, n_features)
@@ -258,8 +288,100 @@ class LocalFlowMatching(
         """
         return self._wrap_data_output(self._latent_to_data(self._check_latent(Z)), Z)
 
+    def _fit(self, X):
+        blocks = list(self.chain_.blocks) if hasattr(self, "chain_") else None
+        super()._fit(X)
+        # A refit drops the students, unless it kept every block (a warm start adding none).
+        if list(self.chain_.blocks) != blocks:
+            self.students_ = None
+            self.distill_steps_ = None
+            self.distill_loss_curve_ = None
+
+    def distill(
+        self, *, n_steps=1, max_iter=4000, batch_size=128, learning_rate=3e-3, random_state=None
+    ):
+        """Train a few-step student for every block, for fast sampling.
+
+        Each block's student maps the block's noise side to its data side in
+        ``n_steps`` network evaluations instead of an ODE solve (``solver``
+        with ``ode_steps`` steps). It is trained, last block first, to land on
+        the teacher block's ODE solution at ``n_steps`` equally spaced times,
+        from noise-side inputs that are N(0, I) draws carried through the
+        students already trained for the later blocks. Each student is a copy
+        of its block's velocity network at the start.
+
+        After distillation :meth:`sample` uses the students. The students are
+        not invertible and give no densities: :meth:`score_samples`,
+        :meth:`score`, :meth:`transform` and :meth:`inverse_transform` keep the
+        exact ODE path and are unchanged. Calling ``distill`` again replaces
+        the students; :meth:`fit` drops them.
+
+        Parameters
+        ----------
+        n_steps : int, default=1
+            Network evaluations per block when sampling.
+        max_iter : int, default=4000
+            Adam steps per block. The number of steps matters more than the
+            batch size; with the defaults, distilling takes time of the order
+            of the fit's (``benchmarks/distill.py``).
+        batch_size : int, default=128
+            Minibatch size, drawn from 16,384 teacher solves per block.
+        learning_rate : float, default=3e-3
+            Adam learning rate, cosine-decayed to 1 % over each block.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the noise and minibatches; None uses the estimator's
+            ``random_state``. An integer gives identical students on the CPU.
+
+        Returns
+        -------
+        self : object
+            The estimator, with ``students_``, ``distill_steps_`` and
+            ``distill_loss_curve_`` set.
+
+        Examples
+        --------
+        >>> from sklfm import LocalFlowMatching
+        >>> from sklfm.datasets import make_rings
+        >>> X = make_rings(2000, random_state=0)
+        >>> model = LocalFlowMatching(max_iter=200, random_state=0).fit(X)
+        >>> model.distill(max_iter=100).distill_steps_
+        1
+        >>> model.sample(5, random_state=0).shape
+        (5, 2)
+        """
+        check_is_fitted(self)
+        options = dict(
+            n_steps=n_steps,
+            max_iter=max_iter,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            random_state=random_state,
+        )
+        validate_parameter_constraints(_DISTILL_CONSTRAINTS, options, caller_name="distill")
+        seed = self.random_state if random_state is None else random_state
+        settings = DistillSettings(n_steps, max_iter, batch_size, learning_rate)
+        with ProgressLog(self.verbose, batch_size) as progress:
+            students, losses = distill_chain(
+                self.chain_,
+                settings,
+                self._solver_settings(),
+                _runtime.make_generator(seed, self.device_),
+                on_block_end=progress and self._log_student,
+            )
+        self.students_ = students
+        self.distill_steps_ = n_steps
+        self.distill_loss_curve_ = losses
+        return self
+
+    def _log_student(self, index, losses):
+        tail = losses[-max(1, len(losses) // 10) :].mean()
+        logger.info("student of block %d: final loss %.3g", index + 1, tail)
+
     def sample(self, n_samples=1, random_state=None):
         """Draw rows from the model.
+
+        Latent N(0, I) draws are carried to data space by the students when
+        the model is distilled (:meth:`distill`), else by the blocks' ODEs.
 
         Parameters
         ----------
@@ -282,4 +404,4 @@ class LocalFlowMatching(
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
         rng = check_random_state(self.random_state if random_state is None else random_state)
         Z = rng.standard_normal((int(n_samples), self._n_latent))
-        return self._wrap_data_output(self._latent_to_data(Z))
+        return self._wrap_data_output(self._latent_to_data(Z, getattr(self, "students_", None)))

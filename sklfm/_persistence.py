@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from . import _runtime
-from .core import Block, FlowChain, VelocityMLP
+from .core import Block, FlowChain, StudentChain, VelocityMLP
 
 FORMAT = "sklfm-model"
 FORMAT_VERSION = 1
@@ -140,10 +140,23 @@ def _decode_chain(node, decode):
     return FlowChain([_expect(block, Block) for block in decode(node["blocks"])])
 
 
+def _encode_students(students, encode, path):
+    return {"n_steps": students.n_steps, "nets": encode(list(students.nets), _child(path, "nets"))}
+
+
+def _decode_students(node, decode):
+    nets = [_expect(net, VelocityMLP) for net in decode(node["nets"])]
+    n_steps = _expect(node["n_steps"], int)
+    if isinstance(n_steps, bool) or n_steps < 1:
+        raise ValueError(f"a student's n_steps must be a positive integer, found {n_steps!r}")
+    return StudentChain(nets, n_steps)
+
+
 _MODULES = {
     "velocity_mlp": (VelocityMLP, _encode_velocity, _decode_velocity),
     "block": (Block, _encode_block, _decode_block),
     "flow_chain": (FlowChain, _encode_chain, _decode_chain),
+    "student_chain": (StudentChain, _encode_students, _decode_students),
 }
 
 

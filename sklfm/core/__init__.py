@@ -9,6 +9,7 @@ from .block import (
     train_block,
 )
 from .chain import FlowChain, train_chain
+from .distill import DistillSettings, StudentChain, distill_chain
 from .network import ACTIVATIONS, VelocityMLP
 from .ode import SOLVERS
 from .paths import INTERPOLANT_CHOICES, INTERPOLANTS
@@ -27,13 +28,16 @@ __all__ = [
     "Block",
     "BlockProgress",
     "ChainProgress",
+    "DistillSettings",
     "FlowChain",
     "LocalRows",
     "ShardedRows",
     "SolverSettings",
+    "StudentChain",
     "TrainSettings",
     "TrainingDivergedError",
     "VelocityMLP",
+    "distill_chain",
     "train_block",
     "train_chain",
 ]

@@ -96,6 +96,23 @@ class Block(nn.Module):
         )
 
 
+def init_generator(generator):
+    """A CPU generator for weight initialisation, seeded from `generator` (on any device)."""
+    seed = torch.randint(2**62, (1,), generator=generator, device=generator.device).item()
+    return torch.Generator().manual_seed(seed)
+
+
+def adam_with_cosine(net, learning_rate, max_iter):
+    """Adam on `net`'s parameters, its learning rate cosine-decayed to 1 % over `max_iter` steps."""
+    # foreach: the multi-tensor Adam, bit-for-bit the same updates as the per-tensor
+    # default on the CPU and ~15 % faster per step there (benchmarks/speed.py).
+    optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate, foreach=True)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max_iter, eta_min=0.01 * learning_rate
+    )
+    return optimizer, scheduler
+
+
 class _BlockLoss:
     """The block's flow-matching loss on given data-side rows, noise and times."""
 
@@ -208,13 +225,8 @@ class _Run:
         self.validation = validation
         self.loss = _BlockLoss(block, settings.interpolant)
         self.batch = min(settings.batch_size, self.rows.n_rows)
-        # foreach: the multi-tensor Adam, bit-for-bit the same updates as the per-tensor
-        # default on the CPU and ~15 % faster per step there (benchmarks/speed.py).
-        self.optimizer = torch.optim.Adam(
-            self.net.parameters(), lr=settings.learning_rate, foreach=True
-        )
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=settings.max_iter, eta_min=0.01 * settings.learning_rate
+        self.optimizer, self.scheduler = adam_with_cosine(
+            self.net, settings.learning_rate, settings.max_iter
         )
         self.validation_draws = None
         if validation is not None:

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from .block import Block, train_block
+from .block import Block, init_generator, train_block
 from .progress import ChainProgress
 from .schedule import gaussian_probe, probe_fit_indices
 from .shards import LocalRows
@@ -21,6 +21,34 @@ _TANGENT_BUDGET = 1 << 20
 _ACCELERATOR_BUDGET_SCALE = 8
 
 
+def chunk_rows(elements_per_row, device):
+    """Rows per chunk so that a (rows x elements_per_row) buffer stays within the budget."""
+    budget = _TANGENT_BUDGET * (1 if device.type == "cpu" else _ACCELERATOR_BUDGET_SCALE)
+    return max(1, budget // elements_per_row)
+
+
+def map_chunks(fn, x, rows):
+    """fn over chunks of `rows` rows of x; its outputs are written into tensors allocated once.
+
+    With cache-sized chunks (their buffers come from the heap, not mmap),
+    keeping every chunk's small result alive for a final torch.cat
+    fragmented the heap: scoring 1,000,000 x 10 rows peaked at 3.7 GiB;
+    written in place it stays at 0.8 GiB (benchmarks/speed.py).
+    """
+    n_rows = x.shape[0]
+    outputs = None
+    with torch.no_grad():
+        for start in range(0, max(n_rows, 1), rows):
+            parts = fn(x[start : start + rows])
+            single = not isinstance(parts, tuple)
+            parts = (parts,) if single else parts
+            if outputs is None:
+                outputs = tuple(p.new_empty((n_rows, *p.shape[1:])) for p in parts)
+            for out, part in zip(outputs, parts):
+                out[start : start + rows] = part
+    return outputs[0] if single else outputs
+
+
 class FlowChain(nn.Module):
     """Blocks 1..L (OU steps) and the free block, composed into one invertible flow."""
 
@@ -30,34 +58,14 @@ class FlowChain(nn.Module):
 
     def _chunk_rows(self, n_features, device):
         width = max(block.net.tangent_width for block in self.blocks)
-        budget = _TANGENT_BUDGET * (1 if device.type == "cpu" else _ACCELERATOR_BUDGET_SCALE)
-        return max(1, budget // (n_features * width))
+        return chunk_rows(n_features * width, device)
 
     def _frozen(self, x):
         # One dtype-specialised evaluator per block for the whole call, shared by its chunks.
         return [block.frozen(x.dtype, x.device) for block in self.blocks]
 
     def _chunked(self, fn, x):
-        """fn over chunks of rows of x; its outputs are written into tensors allocated once.
-
-        With cache-sized chunks (their buffers come from the heap, not mmap),
-        keeping every chunk's small result alive for a final torch.cat
-        fragmented the heap: scoring 1,000,000 x 10 rows peaked at 3.7 GiB;
-        written in place it stays at 0.8 GiB (benchmarks/speed.py).
-        """
-        n_rows = x.shape[0]
-        rows = self._chunk_rows(x.shape[1], x.device)
-        outputs = None
-        with torch.no_grad():
-            for start in range(0, max(n_rows, 1), rows):
-                parts = fn(x[start : start + rows])
-                single = not isinstance(parts, tuple)
-                parts = (parts,) if single else parts
-                if outputs is None:
-                    outputs = tuple(p.new_empty((n_rows, *p.shape[1:])) for p in parts)
-                for out, part in zip(outputs, parts):
-                    out[start : start + rows] = part
-        return outputs[0] if single else outputs
+        return map_chunks(fn, x, self._chunk_rows(x.shape[1], x.device))
 
     def push(self, x, solver):
         """Data to latent codes: every block, data side to noise side."""
@@ -147,8 +155,7 @@ def train_chain(
     n_features = data.shape[1]
     probe_fit = probe_fit_indices(rows.n_rows, data.device)
     # Weights are initialised on the CPU, whatever the device of `generator`.
-    seed = torch.randint(2**62, (1,), generator=generator, device=generator.device).item()
-    init = torch.Generator().manual_seed(seed)
+    init = init_generator(generator)
     probe_scores, probe_log_det = [], None
 
     def score_probe():
