@@ -8,7 +8,7 @@ Encoding (the grid value g of a row, then E = phi(g)):
 
 - categorical (category, object, string or bool dtype): g = ordinal code
   0..K-1 in the order of the dtype's categories (most frequent first for object
-  and string columns, [False, True] for bool); cell width 1.
+  and string columns, the values seen, False first, for bool); cell width 1.
 - integer (integer dtype): g = the value, on a grid of step s (the greatest
   common divisor of the gaps between training values); cell width s.
 - float: g = the value; no cell.
@@ -234,7 +234,9 @@ class TabularEncoder:
         if isinstance(dtype, pd.CategoricalDtype):
             categories = list(dtype.categories)
         elif pd.api.types.is_bool_dtype(dtype):
-            categories = [False, True]
+            # The values seen, so that samples of a constant bool column stay constant.
+            seen = set(np.asarray(values, dtype=bool).tolist())
+            categories = [v for v in (False, True) if v in seen]
         else:
             bad = next((v for v in values if not isinstance(v, _CATEGORY_TYPES)), None)
             if bad is not None:
