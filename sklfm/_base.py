@@ -87,6 +87,17 @@ def _column_kinds(X):
     return {None: dtype.kind} if isinstance(dtype, np.dtype) else {}
 
 
+def _split_columns(rows, n_conditions):
+    """(features, conditions) of rows whose last n_conditions columns are conditions."""
+    if rows is None or not n_conditions:
+        return rows, None
+    return rows[:, :-n_conditions], rows[:, -n_conditions:]
+
+
+def _join_columns(rows, conditions):
+    return rows if conditions is None else np.hstack([rows, conditions])
+
+
 def _check_finite_rows(values, message):
     """Raise ValueError(message) naming the rows of `values` that are not finite."""
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
@@ -237,10 +248,14 @@ class BaseLocalFlowMatching(BaseEstimator):
             The fitted estimator.
         """
         with _unchanged_on_error(self):
-            self._fit(X)
+            self._fit(X, y)
         return self
 
-    def _fit(self, X):
+    def _fit_conditions(self, y, n_rows, warm):
+        """Condition columns for the training rows (None: an unconditional model, y ignored)."""
+        return None
+
+    def _fit(self, X, y=None):
         schedule = self._schedule()
         hidden = self._check_hidden_layer_sizes()
         warm = self.warm_start and hasattr(self, "chain_")
@@ -257,6 +272,16 @@ class BaseLocalFlowMatching(BaseEstimator):
         X = on_every_rank(lambda: self._validate_shard(X, warm, parallel), parallel)
         if parallel:
             check_same_columns(X, self)
+        conditions = self._fit_conditions(y, len(X), warm)
+        if conditions is not None:
+            if parallel:
+                raise ValueError(
+                    "Conditional models are not supported in data-parallel fits "
+                    "(distributed): fit on one process."
+                )
+            # The conditions travel with their rows through the validation split.
+            X = np.hstack([X, conditions])
+        n_conditions = 0 if conditions is None else conditions.shape[1]
         rows = ShardedRows.in_rank_order(len(X), device) if parallel else LocalRows(len(X))
         random_state, checkpoint, resume = shared_random_state(self.random_state, rows), None, None
         if self.checkpoint_dir is not None:
@@ -266,6 +291,8 @@ class BaseLocalFlowMatching(BaseEstimator):
 
         rng = check_random_state(random_state)
         train_X, validation_X, rows = self._split_validation(X, rng, rows)
+        train_X, train_C = _split_columns(train_X, n_conditions)
+        validation_X, validation_C = _split_columns(validation_X, n_conditions)
         preprocessing = self.standardizer_ if warm else self._fit_preprocessing(train_X, rows)
         train_rows = self._training_rows(preprocessing, train_X, rng)
         validation_rows = (
@@ -274,12 +301,14 @@ class BaseLocalFlowMatching(BaseEstimator):
         on_every_rank(
             lambda: self._check_standardized(preprocessing, train_rows, validation_rows), parallel
         )
+        train_rows = _join_columns(train_rows, train_C)
+        validation_rows = _join_columns(validation_rows, validation_C)
         probe_rows = (
             self._probe_rows(train_rows, validation_rows, rows) if schedule.needs_probe else None
         )
         data = _runtime.to_tensor(train_rows, device, _runtime.TRAIN_DTYPE)
         max_iter, free_max_iter = (
-            auto_max_iter(rows.n_rows, X.shape[1], self.batch_size)
+            auto_max_iter(rows.n_rows, X.shape[1] - n_conditions, self.batch_size)
             if self.max_iter == "auto"
             else (self.max_iter, self.max_iter)
         )
@@ -317,6 +346,7 @@ class BaseLocalFlowMatching(BaseEstimator):
                 resume=resume,
                 on_progress=checkpoint and checkpoint.save,
                 rows=rows,
+                n_conditions=n_conditions,
             )
         n_new = len(chain.blocks) - len(kept)
         old = [] if not warm else list(zip(self.loss_curve_, self.validation_scores_, self.n_iter_per_block_))
@@ -566,8 +596,8 @@ class BaseLocalFlowMatching(BaseEstimator):
 
     # --- exact paths shared by the public estimators ---
 
-    def _exact_tensor(self, U):
-        return _runtime.to_tensor(U, self.device_, _runtime.EXACT_DTYPE)
+    def _exact_tensor(self, U, conditions=None):
+        return _runtime.to_tensor(_join_columns(U, conditions), self.device_, _runtime.EXACT_DTYPE)
 
     def score_samples(self, X):
         """Exact log-density of each row, in nats, in the units of X.
@@ -589,8 +619,11 @@ class BaseLocalFlowMatching(BaseEstimator):
             their cell, estimated at the cell midpoint (the dequantized
             log-likelihood; see ``docs/tabular.md``).
         """
-        X = self._validated(X)
-        U = self._exact_tensor(self.standardizer_.transform(X))
+        return self._log_density(self._validated(X))
+
+    def _log_density(self, X, conditions=None):
+        """Exact log-density of validated rows X (given their condition columns, if any)."""
+        U = self._exact_tensor(self.standardizer_.transform(X), conditions)
         log_prob = self.chain_.log_prob(U, self._solver_settings())
         scores = (
             _runtime.to_numpy(log_prob) + self._preprocessing_log_det(X) + self._tabular_log_det(X)
@@ -600,12 +633,13 @@ class BaseLocalFlowMatching(BaseEstimator):
         scores[~np.isfinite(scores)] = -np.inf
         return scores
 
-    def _latent_to_data(self, Z, students=None):
+    def _latent_to_data(self, Z, students=None, conditions=None):
         """Latent codes to data rows: the blocks' ODEs, or `students` (a StudentChain) if given."""
-        Z = self._exact_tensor(Z)
+        Z = self._exact_tensor(Z, conditions)
         X = self.chain_.pull(Z, self._solver_settings()) if students is None else students.pull(Z)
+        X, _ = _split_columns(_runtime.to_numpy(X), 0 if conditions is None else conditions.shape[1])
         return _check_finite_rows(
-            self.standardizer_.inverse_transform(_runtime.to_numpy(X)),
+            self.standardizer_.inverse_transform(X),
             "Z is too far from the latent Gaussian: mapping it to data space overflows float64",
         )
 

@@ -5,11 +5,12 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, DensityMixin, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, validate_parameter_constraints
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted
 
 from . import _runtime
 from ._base import BaseLocalFlowMatching, _check_finite_rows
+from ._conditions import ConditionEncoder
 from ._progress import ProgressLog, logger
 from .core import DistillSettings, distill_chain
 
@@ -146,6 +147,15 @@ class LocalFlowMatching(
         "indicator": a numeric column with gaps in fit is filled with its
         median and gets a modelled 0/1 missingness column; a categorical one
         gets a "missing" category; samples then have gaps at the learnt rate.
+    condition : {None, "categorical", "continuous"}, default=None
+        What ``fit(X, y)`` does with y. None: y is ignored, as density
+        estimators in scikit-learn do (a Pipeline or a cross-validation passes
+        y to every step). "categorical": y holds class labels and the model
+        is p(x | class); "continuous": y holds numbers (1-D, or 2-D for
+        several) and the model is p(x | y). Every block's velocity then reads
+        the condition (one-hot classes, or standardized numbers) beside
+        [t, x], and :meth:`sample`, :meth:`score_samples`, :meth:`transform`
+        and :meth:`inverse_transform` take y.
 
     Attributes
     ----------
@@ -158,6 +168,9 @@ class LocalFlowMatching(
         of numbers, which are modelled as before.
     standardizer_ : object
         Per-column centring and scaling applied before the flow.
+    condition_encoder_ : object or None
+        With ``condition`` set: the classes (``classes_``, ``class_prior_``)
+        or the centring and scale of y; None otherwise.
     step_sizes_ : tuple of float
         The OU step sizes used.
     loss_curve_ : list of ndarray
@@ -212,7 +225,75 @@ class LocalFlowMatching(
     (3,)
     >>> model.sample(5, random_state=0).shape
     (5, 2)
+
+    A class-conditional model:
+
+    >>> import numpy as np
+    >>> y = np.where(X[:, 0] > 0, "right", "left")
+    >>> model = LocalFlowMatching(condition="categorical", max_iter=200, random_state=0)
+    >>> bool((model.fit(X, y).sample(100, y="right", random_state=0)[:, 0] > 0).mean() > 0.8)
+    True
     """
+
+    _parameter_constraints = {
+        **BaseLocalFlowMatching._parameter_constraints,
+        "condition": [None, StrOptions({"categorical", "continuous"})],
+    }
+
+    def __init__(
+        self,
+        *,
+        step_sizes="auto",
+        hidden_layer_sizes=(128, 128, 128),
+        activation="softplus",
+        interpolant="trigonometric",
+        max_iter="auto",
+        batch_size=512,
+        learning_rate=0.002,
+        block_init=True,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=0.0001,
+        warm_start=False,
+        solver="rk4",
+        ode_steps=8,
+        device="auto",
+        distributed="auto",
+        random_state=None,
+        verbose=0,
+        checkpoint_dir=None,
+        categorical_features="auto",
+        integer_features="auto",
+        missing="error",
+        condition=None,
+    ):
+        super().__init__(
+            step_sizes=step_sizes,
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            interpolant=interpolant,
+            max_iter=max_iter,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            block_init=block_init,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            warm_start=warm_start,
+            solver=solver,
+            ode_steps=ode_steps,
+            device=device,
+            distributed=distributed,
+            random_state=random_state,
+            verbose=verbose,
+            checkpoint_dir=checkpoint_dir,
+            categorical_features=categorical_features,
+            integer_features=integer_features,
+            missing=missing,
+        )
+        self.condition = condition
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -226,6 +307,87 @@ class LocalFlowMatching(
         # "localflowmatching0", ... because each mixes all input columns.
         return self._n_latent
 
+    # --- conditions ---
+
+    def _fit_conditions(self, y, n_rows, warm):
+        if self.condition is None:
+            return None
+        if y is None:
+            raise ValueError(
+                f"condition={self.condition!r} models X given y: fit(X, y) needs y. Set "
+                "condition=None for a model of X alone."
+            )
+        fitted = getattr(self, "condition_encoder_", None) if warm else None
+        if warm and (fitted is None or fitted.kind != self.condition):
+            raise ValueError(
+                "warm_start=True keeps the fitted blocks, which were trained with "
+                f"condition={None if fitted is None else fitted.kind!r}; got "
+                f"condition={self.condition!r}. Set warm_start=False to train a new chain."
+            )
+        encoder = fitted or ConditionEncoder(self.condition).fit(y, n_rows)
+        conditions = encoder.transform(y)
+        # Set last: a failed fit restores the estimator (see _unchanged_on_error).
+        self.condition_encoder_ = encoder
+        return conditions
+
+    def _conditions(self, y, n_rows, what="X", required=True):
+        """Condition columns for n_rows rows from y; None for an unconditional model.
+
+        Without y, a class-conditional model returns None when not `required`
+        (the caller then averages over the classes).
+        """
+        encoder = getattr(self, "condition_encoder_", None)
+        if encoder is None:
+            return None  # condition=None: y is ignored, as in fit
+        if y is None:
+            if required or encoder.kind != "categorical":
+                raise ValueError(
+                    f"This model was fitted with condition={encoder.kind!r}: pass y, the "
+                    "condition of each row (or one for all rows)."
+                )
+            return None
+        return encoder.transform(y, n_rows, what)
+
+    # --- densities ---
+
+    def score_samples(self, X, y=None):
+        """Exact log-density of each row, in nats, in the units of X.
+
+        Integrates the blocks' ODEs and the exact trace of their Jacobians
+        (distilled students, if any, play no part).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score.
+        y : array-like of shape (n_samples,) or (n_samples, n_conditions), default=None
+            The condition of each row (or one for all rows) for a model
+            fitted with ``condition``: the score is then log p(x | y).
+            Without y, a class-conditional model gives the marginal
+            log p(x) = log sum_k p(k) p(x | k) over its classes, with the
+            class frequencies of the training data. Ignored when
+            ``condition=None``.
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+            float64 log-density of each row. For a model of a typed table:
+            the log-density of the continuous columns plus, for the discrete
+            (integer, categorical, missingness) columns, the log-probability of
+            their cell, estimated at the cell midpoint (the dequantized
+            log-likelihood; see ``docs/tabular.md``).
+        """
+        X = self._validated(X)
+        conditions = self._conditions(y, len(X), required=False)
+        encoder = getattr(self, "condition_encoder_", None)
+        if conditions is not None or encoder is None:
+            return self._log_density(X, conditions)
+        per_class = [
+            self._log_density(X, encoder.transform([label], len(X))) + np.log(prior)
+            for label, prior in zip(encoder.classes_, encoder.class_prior_)
+        ]
+        return np.logaddexp.reduce(np.column_stack(per_class), axis=1)
+
     def score(self, X, y=None):
         """Mean log-likelihood of X, in nats (higher is better).
 
@@ -233,16 +395,19 @@ class LocalFlowMatching(
         ----------
         X : array-like of shape (n_samples, n_features)
             Rows to score.
-        y : None
-            Ignored.
+        y : array-like, default=None
+            Conditions, as in :meth:`score_samples`; ignored when
+            ``condition=None``.
 
         Returns
         -------
         score : float
         """
-        return float(np.mean(self.score_samples(X)))
+        return float(np.mean(self.score_samples(X, y)))
 
-    def transform(self, X):
+    # --- latent codes ---
+
+    def transform(self, X, y=None):
         """Map rows to their latent Gaussian codes through all blocks.
 
         Always solves the blocks' ODEs, also on a distilled model.
@@ -250,6 +415,9 @@ class LocalFlowMatching(
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+        y : array-like, default=None
+            The condition of each row (or one for all rows); required by a
+            model fitted with ``condition``, ignored otherwise.
 
         Returns
         -------
@@ -261,13 +429,31 @@ class LocalFlowMatching(
             under ``set_output(transform="pandas")``.
         """
         X = self._validated(X)
-        U = self._exact_tensor(self.standardizer_.transform(X))
+        conditions = self._conditions(y, len(X))
+        U = self._exact_tensor(self.standardizer_.transform(X), conditions)
         Z = _runtime.to_numpy(self.chain_.push(U, self._solver_settings()))
         return _check_finite_rows(
-            Z, "X is too far from the training data: its latent codes overflow float64"
+            Z[:, : self._n_latent],
+            "X is too far from the training data: its latent codes overflow float64",
         )
 
-    def inverse_transform(self, Z):
+    def fit_transform(self, X, y=None):
+        """Fit the model on X (given y, if ``condition`` is set) and return the codes of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like, default=None
+            Conditions, as in :meth:`fit`.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_latent)
+            As :meth:`transform`.
+        """
+        return self.fit(X, y).transform(X, y)
+
+    def inverse_transform(self, Z, y=None):
         """Map latent codes back to data space.
 
         The exact inverse of :meth:`transform` (the blocks' ODEs solved
@@ -276,6 +462,9 @@ class LocalFlowMatching(
         Parameters
         ----------
         Z : array-like of shape (n_samples, n_features)
+        y : array-like, default=None
+            The condition of each row (or one for all rows); required by a
+            model fitted with ``condition``, ignored otherwise.
 
         Returns
         -------
@@ -286,11 +475,15 @@ class LocalFlowMatching(
             A model of a typed table returns a DataFrame of its columns and
             dtypes.
         """
-        return self._wrap_data_output(self._latent_to_data(self._check_latent(Z)), Z)
+        codes = self._check_latent(Z)
+        conditions = self._conditions(y, len(codes), what="Z")
+        return self._wrap_data_output(self._latent_to_data(codes, conditions=conditions), Z)
 
-    def _fit(self, X):
+    def _fit(self, X, y=None):
         blocks = list(self.chain_.blocks) if hasattr(self, "chain_") else None
-        super()._fit(X)
+        if self.condition is None:
+            self.condition_encoder_ = None
+        super()._fit(X, y)
         # A refit drops the students, unless it kept every block (a warm start adding none).
         if list(self.chain_.blocks) != blocks:
             self.students_ = None
@@ -350,6 +543,11 @@ class LocalFlowMatching(
         (5, 2)
         """
         check_is_fitted(self)
+        if getattr(self, "condition_encoder_", None) is not None:
+            raise ValueError(
+                "distill does not support conditional models yet: sample with the exact "
+                "ODE path (sample(n, y=...))."
+            )
         options = dict(
             n_steps=n_steps,
             max_iter=max_iter,
@@ -377,7 +575,7 @@ class LocalFlowMatching(
         tail = losses[-max(1, len(losses) // 10) :].mean()
         logger.info("student of block %d: final loss %.3g", index + 1, tail)
 
-    def sample(self, n_samples=1, random_state=None):
+    def sample(self, n_samples=1, random_state=None, y=None):
         """Draw rows from the model.
 
         Latent N(0, I) draws are carried to data space by the students when
@@ -388,7 +586,14 @@ class LocalFlowMatching(
         n_samples : int, default=1
             Number of rows.
         random_state : int, RandomState instance or None, default=None
-            Seeds the latent noise; None uses the estimator's ``random_state``.
+            Seeds the latent noise (and the classes drawn without y); None
+            uses the estimator's ``random_state``.
+        y : label, array-like or None, default=None
+            For a model fitted with ``condition``: draw from p(x | y), with
+            one condition for all rows (a label, a number, or one row of a
+            multi-column condition) or one per row (``n_samples`` of them).
+            Without y, a class-conditional model first draws each row's class
+            with the training frequencies. Ignored when ``condition=None``.
 
         Returns
         -------
@@ -402,6 +607,13 @@ class LocalFlowMatching(
         check_is_fitted(self)
         if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
+        n_samples = int(n_samples)
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        Z = rng.standard_normal((int(n_samples), self._n_latent))
-        return self._wrap_data_output(self._latent_to_data(Z, getattr(self, "students_", None)))
+        conditions = self._conditions(y, n_samples, what="n_samples", required=False)
+        encoder = getattr(self, "condition_encoder_", None)
+        if conditions is None and encoder is not None:
+            labels = rng.choice(encoder.classes_, size=n_samples, p=encoder.class_prior_)
+            conditions = encoder.transform(labels)
+        Z = rng.standard_normal((n_samples, self._n_latent))
+        students = getattr(self, "students_", None)
+        return self._wrap_data_output(self._latent_to_data(Z, students, conditions))

@@ -100,11 +100,13 @@ def _estimator_classes():
 
 def _plain_classes():
     """Classes rebuilt from their attributes alone (``__new__`` plus ``__dict__``)."""
+    from ._conditions import ConditionEncoder
     from ._outlier import _DetectorPreprocessing
     from ._preprocessing import Standardizer
     from ._tabular import TabularEncoder
 
-    return {cls.__name__: cls for cls in (Standardizer, _DetectorPreprocessing, TabularEncoder)}
+    classes = (Standardizer, _DetectorPreprocessing, TabularEncoder, ConditionEncoder)
+    return {cls.__name__: cls for cls in classes}
 
 
 # --- torch modules: each with what rebuilds it ----------------------------------------

@@ -120,8 +120,9 @@ def test_not_fitted_error(method):
 def test_parameters_are_explicit_and_clonable():
     detector = LocalFlowMatchingOutlierDetector(contamination=0.2, max_iter=5)
     params = detector.get_params()
-    # Every LocalFlowMatching hyperparameter is a detector hyperparameter too.
-    assert set(LocalFlowMatching().get_params()) <= set(params)
+    # Every LocalFlowMatching hyperparameter is a detector hyperparameter too, but the
+    # condition on y: outlier detectors ignore y.
+    assert set(LocalFlowMatching().get_params()) - {"condition"} <= set(params)
     assert {"contamination", "scaling", "noise_scale", "dequantize"} <= set(params)
     assert clone(detector).get_params() == params
     assert params["contamination"] == 0.2

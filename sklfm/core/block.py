@@ -67,9 +67,10 @@ class Block(nn.Module):
         self.step_size = None if step_size is None else float(step_size)
 
     @classmethod
-    def new(cls, n_features, hidden_layer_sizes, activation, step_size, generator):
+    def new(cls, n_features, hidden_layer_sizes, activation, step_size, generator, n_conditions=0):
         """A block with a freshly initialised VelocityMLP (weights drawn from `generator`)."""
-        return cls(VelocityMLP(n_features, hidden_layer_sizes, activation, generator), step_size)
+        net = VelocityMLP(n_features, hidden_layer_sizes, activation, generator, n_conditions)
+        return cls(net, step_size)
 
     def frozen(self, dtype, device=None):
         """The block's velocity at its current weights, cast to `dtype` once (see VelocityMLP)."""
@@ -118,6 +119,7 @@ class _BlockLoss:
 
     def __init__(self, block, interpolant):
         self.step_size = block.step_size
+        self.n_features = block.net.n_features
         self.interpolate = interpolant_for(interpolant, block.step_size)
 
     def __call__(self, net, x0, noise, t, n_rows=None):
@@ -125,10 +127,15 @@ class _BlockLoss:
 
         With all of a minibatch's rows (`n_rows` None: their number) it is the
         mean squared error; with one rank's share of the rows, its share of it.
+        Columns of x0 after the features are the rows' conditions: they are
+        held fixed along the path.
         """
+        x0, condition = x0[:, : self.n_features], x0[:, self.n_features :]
         xt, target = self.interpolate(x0, block_target(x0, noise, self.step_size), t)
+        if condition.shape[1]:
+            xt = torch.cat([xt, condition], dim=1)
         n_rows = x0.shape[0] if n_rows is None else n_rows
-        return F.mse_loss(net(t, xt), target, reduction="sum") / (n_rows * x0.shape[1])
+        return F.mse_loss(net(t, xt), target, reduction="sum") / (n_rows * self.n_features)
 
 
 def _draw_noise_and_times(n_rows, n_features, generator, dtype):
@@ -161,7 +168,8 @@ def train_block(
 ):
     """Fit the block's velocity to its interpolant; return a BlockHistory.
 
-    Each step draws a minibatch of `data` (the block's data side), fresh noise,
+    Each step draws a minibatch of `data` (the block's data side, each row
+    followed by its condition when the block's net is conditional), fresh noise,
     and one time per pair. Losses stay on the device between checks so that
     the loop waits for the host only every `check_interval` steps. The
     validation loss uses noise and times drawn once per block, so that checks
@@ -231,7 +239,7 @@ class _Run:
         self.validation_draws = None
         if validation is not None:
             self.validation_draws = _draw_noise_and_times(
-                len(validation), data.shape[1], generator, data.dtype
+                len(validation), self.net.n_features, generator, data.dtype
             )
         self.stopper = _EarlyStopping(self.net, settings) if validation is not None else None
         self.losses = torch.empty(settings.max_iter, device=data.device)
@@ -243,7 +251,7 @@ class _Run:
     def train_step(self):
         data, generator, rows = self.data, self.generator, self.rows
         idx = torch.randint(rows.n_rows, (self.batch,), generator=generator, device=data.device)
-        noise, t = _draw_noise_and_times(self.batch, data.shape[1], generator, data.dtype)
+        noise, t = _draw_noise_and_times(self.batch, self.net.n_features, generator, data.dtype)
         local, mine = rows.own(idx)
         x0 = data.index_select(0, local)  # same rows as data[local], much faster on CPU
         loss = self.loss(self.parallel_net, x0, noise[mine], t[mine], self.batch)

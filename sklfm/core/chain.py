@@ -50,11 +50,19 @@ def map_chunks(fn, x, rows):
 
 
 class FlowChain(nn.Module):
-    """Blocks 1..L (OU steps) and the free block, composed into one invertible flow."""
+    """Blocks 1..L (OU steps) and the free block, composed into one invertible flow.
+
+    A conditional chain (blocks with `n_conditions` > 0) maps rows [x, c] to
+    [z, c]: each row's condition c rides along unchanged.
+    """
 
     def __init__(self, blocks):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
+
+    @property
+    def n_conditions(self):
+        return self.blocks[0].net.n_conditions
 
     def _chunk_rows(self, n_features, device):
         width = max(block.net.tangent_width for block in self.blocks)
@@ -103,9 +111,10 @@ class FlowChain(nn.Module):
         return self._chunked(run, x)
 
     def log_prob(self, x, solver):
-        """Exact log-density: ``log N(T(x); 0, I) + log |det dT/dx|``."""
+        """Exact log-density: ``log N(T(x); 0, I) + log |det dT/dx|`` (of x given c)."""
         z, logdet = self.push_with_logdet(x, solver)
-        d = x.shape[1]
+        z = z[:, : z.shape[1] - self.n_conditions]
+        d = z.shape[1]
         return -0.5 * (z * z).sum(dim=1) - 0.5 * d * math.log(2 * math.pi) + logdet
 
 
@@ -126,6 +135,7 @@ def train_chain(
     resume=None,
     on_progress=None,
     rows=None,
+    n_conditions=0,
 ):
     """Train OU blocks as `schedule` decides, then the free block.
 
@@ -141,7 +151,9 @@ def train_chain(
     validation_loss)` and `block_finished(index, block, history)`. `rows` (a
     shards.ShardedRows) says that `data` is this rank's shard of the training
     rows (see train_block); `validation` and `probe` are then the same on
-    every rank.
+    every rank. With `n_conditions` > 0 the last columns of `data`,
+    `validation` and `probe` are the rows' conditions, and the flow models
+    the other columns given them.
 
     `on_progress(progress, block_done)` gets a ChainProgress after each good
     check inside a block (block_done False) and after each finished OU block
@@ -152,14 +164,16 @@ def train_chain(
     probe scores (empty when the schedule needs none).
     """
     rows = LocalRows(len(data)) if rows is None else rows
-    n_features = data.shape[1]
+    n_features = data.shape[1] - n_conditions
     probe_fit = probe_fit_indices(rows.n_rows, data.device)
     # Weights are initialised on the CPU, whatever the device of `generator`.
     init = init_generator(generator)
     probe_scores, probe_log_det = [], None
 
     def score_probe():
-        score = gaussian_probe(rows.take(data, probe_fit), probe, probe_log_det)
+        # The probe measures how Gaussian the features are, conditions left out.
+        fit_rows = rows.take(data, probe_fit)[:, :n_features]
+        score = gaussian_probe(fit_rows, probe[:, :n_features], probe_log_det)
         probe_scores.append(rows.agree(score))
 
     if schedule.needs_probe:
@@ -191,7 +205,9 @@ def train_chain(
         else:
             # A resumed block gets its weights from `resume_block`, not from `init`.
             source = init if resume_block is None else torch.Generator()
-            block = Block.new(n_features, step_size=step_size, generator=source, **network)
+            block = Block.new(
+                n_features, step_size=step_size, generator=source, n_conditions=n_conditions, **network
+            )
             block = block.to(data.device)
         settings = train if step_size is not None or free_train is None else free_train
         if reporter is not None:

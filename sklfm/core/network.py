@@ -46,16 +46,30 @@ def _with_time(t, x):
     return torch.cat([t.expand(x.shape[0], 1), x], dim=1)
 
 
+def _pad(velocity, n_conditions):
+    # Conditions ride along in the ODE state with zero velocity.
+    if not n_conditions:
+        return velocity
+    return F.pad(velocity, (0, n_conditions))
+
+
 class VelocityMLP(nn.Module):
-    """v(t, x): an MLP on the concatenation [t, x], as in the reference runs.
+    """v(t, x | c): an MLP on the concatenation [t, x, c], as in the reference runs.
+
+    With `n_conditions` > 0 the network reads a condition c (one row per x)
+    after the features; it outputs the n_features velocities of x only. The
+    ODE state of a conditional flow is then [x, c], and the frozen evaluator
+    gives c zero velocity, so every solve carries each row's condition along.
 
     Parameters are created and initialised from an explicit generator so that
     building a network never touches torch's global random state.
     """
 
-    def __init__(self, n_features, hidden_layer_sizes, activation, generator=None):
+    def __init__(self, n_features, hidden_layer_sizes, activation, generator=None, n_conditions=0):
         super().__init__()
-        sizes = [n_features + 1, *hidden_layer_sizes, n_features]
+        self.n_features = int(n_features)
+        self.n_conditions = int(n_conditions)
+        sizes = [n_features + n_conditions + 1, *hidden_layer_sizes, n_features]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
@@ -72,15 +86,20 @@ class VelocityMLP(nn.Module):
     def from_parameters(cls, weights, biases, activation):
         """A network with the given layer weights (out x in) and biases, e.g. read from a file.
 
-        Raises ValueError when they do not form an MLP on [t, x] with output size n_features.
+        The output size is n_features; inputs beyond [t, x] are conditions.
+        Raises ValueError when they do not form such an MLP.
         """
         if activation not in _ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}")
-        if not weights or len(weights) != len(biases) or weights[0].dim() != 2:
+        if not weights or len(weights) != len(biases) or any(w.dim() != 2 for w in weights):
             raise ValueError("weights and biases must be non-empty lists of equal length")
         sizes = [w.shape[0] for w in weights[:-1]]
+        n_features = weights[-1].shape[0]
+        n_conditions = weights[0].shape[1] - 1 - n_features
+        if n_conditions < 0:
+            raise ValueError("the first layer has fewer inputs than [t, x] needs")
         # A throwaway generator: building the layers must not touch torch's global state.
-        net = cls(weights[0].shape[1] - 1, sizes, activation, generator=torch.Generator())
+        net = cls(n_features, sizes, activation, torch.Generator(), n_conditions)
         state = {f"weights.{i}": w for i, w in enumerate(weights)}
         state.update({f"biases.{i}": b for i, b in enumerate(biases)})
         try:
@@ -94,7 +113,7 @@ class VelocityMLP(nn.Module):
         return [(w.to(dtype), b.to(dtype)) for w, b in zip(self.weights, self.biases)]
 
     def forward(self, t, x):
-        """v(t, x) for rows x and time t (a (1, 1) or (n, 1) tensor)."""
+        """v(t, x) for rows x ([x, c] when conditional) and time t ((1, 1) or (n, 1))."""
         return _forward(_ACTIVATIONS[self.activation][0], self._layers(x.dtype), t, x)
 
     def frozen(self, dtype, device=None):
@@ -108,7 +127,7 @@ class VelocityMLP(nn.Module):
         return FrozenVelocity(self, dtype, device)
 
     def velocity_and_divergence(self, t, x):
-        """Return v(t, x) and the exact trace of dv/dx, per row."""
+        """Return the state velocity at x ([x, c] when conditional) and the exact trace of dv/dx."""
         return self.frozen(x.dtype, x.device).velocity_and_divergence(t, x)
 
     @property
@@ -142,7 +161,8 @@ class FrozenVelocity:
       with Q[(i, q), p] = W_L[i, p] W_{L-1}[p, q], whose result is dotted
       with D_{L-1}.
 
-    Each is exact (sums reordered only). With one or two hidden layers that is
+    Condition inputs are not differentiated (they have zero velocity), so
+    W_x is the columns for x only. Each is exact (sums reordered only). With one or two hidden layers that is
     about d times fewer multiply-adds than propagating the d input tangents
     layer by layer; with three or more it is the same multiply-adds (d x width^2
     per hidden-to-hidden layer and row, as for d backward passes), done in
@@ -158,10 +178,11 @@ class FrozenVelocity:
             ]
             self.act, self.act_and_grad = _ACTIVATIONS[net.activation]
             self.n_hidden = len(self.layers) - 1
+            self.n_features, self.n_conditions = net.n_features, net.n_conditions
             w_out = self.layers[-1][0]
             if self.n_hidden == 0:
                 return
-            w_x = self.layers[0][0][:, 1:]
+            w_x = self.layers[0][0][:, 1 : 1 + self.n_features]
             if self.n_hidden == 1:
                 self.trace_vec = (w_x * w_out.T).sum(dim=1)
             elif self.n_hidden == 2:
@@ -176,14 +197,19 @@ class FrozenVelocity:
                 self.last = self.last.reshape(-1, w_last.shape[0])
 
     def __call__(self, t, x):
-        return _forward(self.act, self.layers, t, x)
+        return _pad(_forward(self.act, self.layers, t, x), self.n_conditions)
 
     def velocity_and_divergence(self, t, x):
-        n_rows, n_features = x.shape
+        velocity, divergence = self._velocity_and_divergence(t, x)
+        return _pad(velocity, self.n_conditions), divergence
+
+    def _velocity_and_divergence(self, t, x):
+        n_rows, n_features = x.shape[0], self.n_features
         layers = self.layers
         if self.n_hidden == 0:
             w, b = layers[0]
-            return F.linear(_with_time(t, x), w, b), torch.diagonal(w[:, 1:]).sum().expand(n_rows)
+            trace = torch.diagonal(w[:, 1 : 1 + n_features]).sum()
+            return F.linear(_with_time(t, x), w, b), trace.expand(n_rows)
         h = _with_time(t, x)
         grads = []
         for w, b in layers[:-1]:
