@@ -30,7 +30,9 @@ class Standardizer:
         # As StandardScaler: a spread within rounding error of the mean is a constant column.
         constant = std <= rows.n_rows * np.finfo(X.dtype).eps * np.abs(mean)
         self.mean_ = mean * peak
-        self.scale_ = np.where(constant, 1.0, std * peak)
+        scale = std * peak
+        # A spread below the smallest subnormal underflows to 0: constant at float64 precision.
+        self.scale_ = np.where(constant | (scale == 0), 1.0, scale)
         self.log_det_ = -float(np.sum(np.log(self.scale_)))
         return self
 

@@ -113,6 +113,18 @@ def _grid_step(values):
     return float(gaps.min())
 
 
+def _between_quantiles(u, quantiles):
+    """Linear interpolation of equally spaced quantiles at levels u in [0, 1].
+
+    Written as a weighted mean, not np.interp's slope form: a slope between
+    quantiles near the float64 limit overflows.
+    """
+    position = u * (len(quantiles) - 1)
+    low = np.minimum(np.floor(position).astype(int), len(quantiles) - 2)
+    weight = position - low
+    return quantiles[low] * (1 - weight) + quantiles[low + 1] * weight
+
+
 class TabularEncoder:
     """Column types of a DataFrame and their continuous encoding (see the module notes).
 
@@ -338,12 +350,16 @@ class TabularEncoder:
         a flagged cell (missing, or at a point mass) drawn from the column's other values
         rather than left at one fill value, which would be a point mass of its own."""
         G = self.backward(E)
+        # Only the cells changed here go through backward and forward again: a round
+        # trip of an untouched log-mapped cell near the float64 limit would overflow.
+        changed = np.broadcast_to(self.widths_ > 0, E.shape).copy()
         for indicator, j in self._flagged():
             flagged = G[:, indicator] == 1
             u = rng.uniform(size=flagged.sum())
-            G[flagged, j] = np.interp(u, np.linspace(0, 1, _N_QUANTILES), self.quantiles_[j])
+            G[flagged, j] = _between_quantiles(u, self.quantiles_[j])
+            changed[flagged, j] = True
         noise = rng.uniform(-0.5, 0.5, size=E.shape) * self.widths_ * CELL_FILL
-        return self.forward(G + noise)
+        return np.where(changed, self.forward(G + noise), E)
 
     def log_det(self, E):
         """Per row: log |dE/dg| + sum of the log cell widths (see the module notes)."""

@@ -326,6 +326,22 @@ def test_fit_on_hostile_typed_tables(name, table):
 # --- named cases ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1.0, 2.0, 1.79e308, 3.0, 4.0, 5.0] * 5,  # a heaped column reaching the float64 limit
+        [4.9e-324, -1.0, 0.0] * 10,  # a spread that underflows when scaled back
+    ],
+)
+def test_typed_tables_at_the_float64_limits_fit_and_sample(values):
+    # Found by the property test's extra search: fit refused them, or sample overflowed.
+    X = pd.DataFrame({"a": values, "c": list("xyz") * (len(values) // 3)})
+    model = LocalFlowMatching(**TINY).fit(X)
+    samples = model.sample(20, random_state=0)
+    assert np.isfinite(samples["a"]).all() and set(samples["c"]) <= {"x", "y", "z"}
+    assert not np.isnan(model.score_samples(X)).any()
+
+
 @pytest.mark.parametrize("cls", [LocalFlowMatching, LocalFlowMatchingOutlierDetector])
 @pytest.mark.parametrize("factor", [1e-310, 1e-200, 1e200, 1e300])
 def test_huge_and_subnormal_data_are_modelled_in_their_units(cls, factor):
