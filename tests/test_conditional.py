@@ -171,3 +171,16 @@ def test_reproducible_and_persisted(two_classes):
     loaded = sklfm.load(buffer)
     assert_array_equal(loaded.score_samples(X[:20], y[:20]), first.score_samples(X[:20], y[:20]))
     assert_array_equal(loaded.condition_encoder_.classes_, ["a", "b"])
+
+
+def test_warm_start_adds_conditional_blocks():
+    X, y = _two_classes(300, 0)
+    model = LocalFlowMatching(condition="categorical", warm_start=True, **TINY).fit(X, y)
+    first = [p.detach().clone() for p in model.chain_.blocks[0].parameters()]
+    model.set_params(step_sizes=(0.2, 0.3)).fit(X, y)
+    assert model.step_sizes_ == (0.2, 0.3)
+    for before, after in zip(first, model.chain_.blocks[0].parameters()):
+        assert_array_equal(before.numpy(), after.detach().numpy())
+    assert model.score_samples(X[:3], y[:3]).shape == (3,)
+    with pytest.raises(ValueError, match="condition='categorical'"):
+        model.set_params(condition="continuous", step_sizes=(0.2, 0.3, 0.4)).fit(X, np.ones(300))
