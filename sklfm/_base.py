@@ -293,7 +293,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         train_X, validation_X, rows = self._split_validation(X, rng, rows)
         train_X, train_C = _split_columns(train_X, n_conditions)
         validation_X, validation_C = _split_columns(validation_X, n_conditions)
-        preprocessing = self.standardizer_ if warm else self._fit_preprocessing(train_X, rows)
+        preprocessing = self.standardizer_ if warm else self._fit_preprocessing(train_X, rows, rng)
         train_rows = self._training_rows(preprocessing, train_X, rng)
         validation_rows = (
             None if validation_X is None else self._training_rows(preprocessing, validation_X, rng)
@@ -451,7 +451,7 @@ class BaseLocalFlowMatching(BaseEstimator):
 
     # --- preprocessing hooks (LocalFlowMatchingOutlierDetector overrides them) ---
 
-    def _fit_preprocessing(self, X, rows):
+    def _fit_preprocessing(self, X, rows, rng):
         """The column preprocessing, fitted on the training rows X (a shard of `rows`)."""
         return Standardizer().fit(X, rows)
 

@@ -1,9 +1,11 @@
 """LocalFlowMatchingOutlierDetector: anomaly scores from an LFM log-density."""
 
+import warnings
 from numbers import Real
 
 import numpy as np
 from sklearn.base import OutlierMixin, _fit_context
+from sklearn.covariance import MinCovDet
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseLocalFlowMatching
@@ -12,6 +14,9 @@ from ._preprocessing import Standardizer
 # Smoothing noise is drawn once, on copies of the training rows: enough copies
 # that the blocks see at least this many distinct noisy rows.
 _SMOOTHED_ROWS = 20_000
+# Ridge added to the MCD covariance, relative to its mean variance: tied or
+# binary columns give rank-deficient estimates.
+_RIDGE = 1e-3
 
 
 class _DetectorPreprocessing:
@@ -24,27 +29,37 @@ class _DetectorPreprocessing:
     bulk of a column nor dominate the training loss. The log-Jacobian per row is
     -sum_j [log s_j + 0.5 log(1 + u_j**2)].
 
+    ``scaling="mcd"``: u as for "robust", then whitened by the Minimum
+    Covariance Determinant estimate of its location and covariance (the robust
+    Gaussian of EllipticEnvelope, with a small ridge): v = L^-1 (u - m), with
+    log-Jacobian -sum_j log s_j - log det L. ``core(X)`` marks the rows inside
+    the MCD's support region (robust Mahalanobis distance within the largest
+    of the support), which the detector trains on. Falls back to "robust" when
+    the MCD cannot be computed or there are fewer than 2 (d + 1) rows.
+
     ``scaling="standard"``: v = (x - mean) / std (std 1 for constant columns).
 
     Integer-valued training columns are recorded with their grid step (the
     smallest gap between their distinct values) for dequantization.
     """
 
-    def __init__(self, scaling):
+    def __init__(self, scaling, random_state=None):
         self.scaling = scaling
+        self.random_state = random_state
 
     def fit(self, X):
         # Standardizer: a standard deviation that neither overflows nor underflows, 1
         # for constant columns.
         standard = Standardizer().fit(X)
-        if self.scaling == "robust":
+        if self.scaling == "standard":
+            center, self.scale_ = standard.mean_, standard.scale_
+        else:
             center = np.median(X, axis=0)
             q1, q3 = np.percentile(X, [25, 75], axis=0)
             scale = (q3 - q1) / 1.349
             self.scale_ = np.where(scale > 0, scale, standard.scale_)
-        else:
-            center, self.scale_ = standard.mean_, standard.scale_
         self.center_ = center
+        self.whitening_ = self._fit_whitening(self._scaled(X)) if self.scaling == "mcd" else None
         steps = np.zeros(X.shape[1])
         for j in range(X.shape[1]):
             column = X[:, j]
@@ -54,25 +69,71 @@ class _DetectorPreprocessing:
         self.grid_steps_ = steps  # 0 for non-integer columns
         return self
 
+    def _fit_whitening(self, U):
+        """(location, inverse Cholesky factor, log det of it, support radius) or None."""
+        n_rows, n_features = U.shape
+        if n_rows < 2 * (n_features + 1):
+            return None  # too few rows for a covariance of the columns
+        try:
+            with warnings.catch_warnings():
+                # Tied rows make the MCD warn of a rank-deficient covariance: the ridge copes.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                mcd = MinCovDet(random_state=self.random_state).fit(U)
+            cov = mcd.covariance_
+            # The columns of U have unit robust scale: the ridge is in those units.
+            ridge = _RIDGE * max(np.trace(cov) / n_features, 1.0)
+            chol = np.linalg.cholesky(cov + ridge * np.eye(len(cov)))
+        except (ValueError, np.linalg.LinAlgError):
+            return None
+        inverse = np.linalg.inv(chol)
+        whitened = (U - mcd.location_) @ inverse.T
+        radius = np.sqrt((whitened[mcd.support_] ** 2).sum(axis=1)).max()
+        if not (np.isfinite(inverse).all() and np.isfinite(radius)):
+            return None
+        return mcd.location_, inverse, -float(np.log(np.diag(chol)).sum()), float(radius)
+
     def _scaled(self, X):
         with np.errstate(over="ignore"):  # as in Standardizer.transform
             return (X - self.center_) / self.scale_
 
+    def _whitened(self, U):
+        location, inverse, _, _ = self.whitening_
+        with np.errstate(over="ignore", invalid="ignore"):
+            return (U - location) @ inverse.T
+
     def transform(self, X):
         U = self._scaled(X)
-        return np.arcsinh(U) if self.scaling == "robust" else U
+        if self.scaling == "standard":
+            return U
+        return np.arcsinh(U) if self.whitening_ is None else self._whitened(U)
 
     def inverse_transform(self, V):
-        U = np.sinh(V) if self.scaling == "robust" else V
+        if self.scaling == "standard":
+            U = V
+        elif self.whitening_ is None:
+            U = np.sinh(V)
+        else:
+            location, inverse, _, _ = self.whitening_
+            U = np.linalg.solve(inverse, V.T).T + location
         return U * self.scale_ + self.center_
+
+    def core(self, X):
+        """Rows of X inside the MCD's support region (all rows without whitening)."""
+        if getattr(self, "whitening_", None) is None:
+            return np.ones(len(X), dtype=bool)
+        V = self._whitened(self._scaled(X))
+        return np.sqrt((V**2).sum(axis=1)) <= self.whitening_[3]
 
     def log_det(self, X):
         log_det = -np.sum(np.log(self.scale_))
-        if self.scaling == "robust":
-            U = self._scaled(X)
-            # log sqrt(1 + u**2), without overflow for huge u
-            return log_det - np.sum(np.log(np.hypot(1.0, U)), axis=1)
-        return np.full(X.shape[0], log_det)
+        if self.scaling == "standard":
+            return np.full(X.shape[0], log_det)
+        if self.whitening_ is not None:
+            return np.full(X.shape[0], log_det + self.whitening_[2])
+        U = self._scaled(X)
+        # log sqrt(1 + u**2), without overflow for huge u
+        return log_det - np.sum(np.log(np.hypot(1.0, U)), axis=1)
 
 
 class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
@@ -97,18 +158,25 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
     contamination : float, default=0.1
         Expected proportion of outliers in the training set, in (0, 0.5]. Sets
         ``offset_``, hence :meth:`predict`; it does not change the scores.
-    scaling : {"robust", "standard"}, default="robust"
+    scaling : {"mcd", "robust", "standard"}, default="mcd"
         Column preprocessing. "robust": centre on the median, divide by
-        IQR / 1.349, then compress the tails with ``asinh``. "standard": centre
-        on the mean and divide by the standard deviation. Scores include the
-        exact log-Jacobian of either map, so they are log-densities in the units
-        of X.
+        IQR / 1.349, then compress the tails with ``asinh``. "mcd": centre and
+        divide as "robust", then whiten with the Minimum Covariance
+        Determinant estimate (the robust Gaussian of
+        :class:`~sklearn.covariance.EllipticEnvelope`), and train the flow on
+        the rows inside the MCD's support only, so that a cluster of outliers
+        in the training rows does not get a density of its own; the flow then
+        models what the robust Gaussian misses. It falls back to "robust"
+        when the MCD cannot be computed. "standard": centre on the mean and
+        divide by the standard deviation. Scores include the exact
+        log-Jacobian of each map, so they are log-densities in the units of X.
     noise_scale : float, default=0.5
         Standard deviation of the Gaussian noise added to the preprocessed
         training rows: kernel smoothing of the training distribution, in the
-        units of the preprocessed columns (with ``scaling="robust"``, 0.5 is
-        about 0.37 interquartile range near the bulk of a column), the same
-        for every column. 0 disables it.
+        units of the preprocessed columns (with ``scaling="mcd"``, half a
+        unit of robust Mahalanobis distance; with ``scaling="robust"``, about
+        0.37 interquartile range near the bulk of a column), the same for
+        every column. 0 disables it.
         The default is deliberately large: anomaly ranking on small,
         contaminated tables gains from a smooth density (see Notes); for
         density estimation on large clean tables use LocalFlowMatching.
@@ -222,7 +290,8 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
     Notes
     -----
     Training rows, in this order: integer-valued columns are dequantized
-    (``dequantize``); the columns are preprocessed (``scaling``); Gaussian
+    (``dequantize``); with ``scaling="mcd"``, rows outside the MCD's support
+    are left out; the columns are preprocessed (``scaling``); Gaussian
     noise of standard deviation ``noise_scale`` is added. The noise is drawn
     once, on ``ceil(20000 / n_samples)`` copies of the rows (at least one), so
     small tables get many noisy copies. The flow therefore models the training
@@ -256,7 +325,7 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
     _parameter_constraints = {
         **BaseLocalFlowMatching._parameter_constraints,
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
-        "scaling": [StrOptions({"robust", "standard"})],
+        "scaling": [StrOptions({"mcd", "robust", "standard"})],
         "noise_scale": [Interval(Real, 0, None, closed="left")],
         "dequantize": ["boolean"],
     }
@@ -265,7 +334,7 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
         self,
         *,
         contamination=0.1,
-        scaling="robust",
+        scaling="mcd",
         noise_scale=0.5,
         dequantize=True,
         step_sizes=(0.15, 0.195, 0.2535),
@@ -333,14 +402,17 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
             )
         return False
 
-    def _fit_preprocessing(self, X, rows):
-        preprocessing = _DetectorPreprocessing(self.scaling).fit(X)
+    def _fit_preprocessing(self, X, rows, rng):
+        seed = rng.randint(np.iinfo(np.int32).max) if self.scaling == "mcd" else None
+        preprocessing = _DetectorPreprocessing(self.scaling, seed).fit(X)
         if self.tabular_ is not None:
             # The column-type layer dequantizes its discrete columns itself.
             preprocessing.grid_steps_[self.tabular_.widths_ > 0] = 0.0
         return preprocessing
 
     def _training_rows(self, preprocessing, X, rng):
+        # Outliers among the training rows stay out of the flow's training (scaling="mcd").
+        X = X[preprocessing.core(X)]
         smooth = (
             self.noise_scale > 0
             or self.tabular_ is not None

@@ -14,6 +14,7 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 import scipy.sparse
 import torch
 from hypothesis import HealthCheck, event, given, settings
@@ -49,10 +50,13 @@ TORCH_DIR = os.path.dirname(torch.__file__)
 
 
 @lru_cache
+def detector_training_rows():
+    return pd.DataFrame(np.random.RandomState(0).normal(size=(150, 3)), columns=COLUMNS)
+
+
 def fitted(name):
-    X = pd.DataFrame(np.random.RandomState(0).normal(size=(150, 3)), columns=COLUMNS)
     cls = LocalFlowMatching if name == "density" else LocalFlowMatchingOutlierDetector
-    return cls(**TINY).fit(X)
+    return cls(**TINY).fit(detector_training_rows())
 
 
 def fingerprint(model):
@@ -363,10 +367,12 @@ def test_far_rows_score_minus_inf_or_finite_never_nan():
     density, detector = fitted("density"), fitted("detector")
     scores = density.score_samples(far)
     assert not np.isnan(scores).any() and (scores[:2] < -1e10).all() and np.isfinite(scores[2])
-    # The detector's asinh scaling keeps a 1e300 row finite; all far rows are outliers.
+    # All far rows are outliers; the "robust" scaling's asinh keeps a 1e300 row finite.
     scores = detector.score_samples(far)
-    assert np.isfinite(scores[0]) and not np.isnan(scores).any()
+    assert not np.isnan(scores).any() and (scores[:2] < -1e10).all()
     assert detector.predict(far)[:2].tolist() == [-1, -1]
+    robust = clone(detector).set_params(scaling="robust").fit(detector_training_rows())
+    assert np.isfinite(robust.score_samples(far)[0])
 
 
 def test_transforms_that_overflow_raise():

@@ -128,7 +128,7 @@ def test_parameters_are_explicit_and_clonable():
     assert params["contamination"] == 0.2
 
 
-@pytest.mark.parametrize("scaling", ["robust", "standard"])
+@pytest.mark.parametrize("scaling", ["mcd", "robust", "standard"])
 def test_scores_are_log_densities_in_data_units(scaling):
     # 1-D: exp(score) must integrate to about 1 over the line, which checks the
     # log-Jacobian of the preprocessing (asinh included), for heavy-tailed data too.
@@ -153,3 +153,28 @@ def test_adbench_small_set_ranks_anomalies():
     detector = make_detector(hidden_layer_sizes=(32,), max_iter=100).fit(X_train)
     auroc = roc_auc_score(y_test, -detector.score_samples(X_test))
     assert auroc > 0.8
+
+
+def test_a_cluster_of_training_outliers_gets_no_density_of_its_own():
+    # 5 % of the training rows form a tight cluster away from the bulk: a flexible
+    # density fitted to all rows gives that cluster a high density; scaling="mcd"
+    # trains on the MCD's support only, so new rows of the cluster score low.
+    rng = np.random.RandomState(0)
+    cov = np.array([[1.0, 0.8, 0.0], [0.8, 1.0, 0.3], [0.0, 0.3, 1.0]])
+    inliers = rng.multivariate_normal(np.zeros(3), cov, size=400)
+    cluster = np.array([2.5, -2.5, 0.0]) + 0.05 * rng.randn(20, 3)
+    detector = make_detector(max_iter=100).fit(np.r_[inliers, cluster])
+    assert detector.standardizer_.core(cluster).sum() == 0
+    assert detector.standardizer_.core(inliers).mean() > 0.9
+    new_inliers = rng.multivariate_normal(np.zeros(3), cov, size=200)
+    new_cluster = np.array([2.5, -2.5, 0.0]) + 0.05 * rng.randn(20, 3)
+    # Far below the inliers (with scaling="robust" the gap is about 5 nats).
+    gap = np.median(detector.score_samples(new_inliers)) - detector.score_samples(new_cluster).max()
+    assert gap > 15
+
+
+def test_mcd_scaling_falls_back_on_too_few_rows():
+    X = np.random.RandomState(0).normal(size=(10, 6))
+    detector = make_detector(max_iter=5).fit(X)
+    assert detector.standardizer_.whitening_ is None
+    assert np.isfinite(detector.score_samples(X)).all()
