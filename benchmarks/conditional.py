@@ -7,10 +7,10 @@ trained on the training rows as they are, or topped up to balanced classes by
 
 - ``random``: imbalanced-learn's RandomOverSampler (copies of minority rows);
 - ``SMOTE``: imbalanced-learn's SMOTE (``k_neighbors=min(5, n_minority - 1)``);
-- ``LFM``: ``sklfm.LocalFlowMatchingOversampler``, one class-conditional model
-  on all training rows (``LFM_PARAMS`` below);
-- ``LFM (minority only)``: an unconditional LocalFlowMatching (same settings)
-  fitted on the minority rows alone, to see whether sharing one model with the
+- ``LFM``: ``sklfm.LocalFlowMatchingOversampler`` with its defaults: a
+  LocalFlowMatching of the minority rows alone (``per_class=True``);
+- ``LFM (shared)``: the same with ``per_class=False``, one class-conditional
+  model of all training rows, to see whether sharing one model with the
   majority class helps;
 
 and we report the average precision of its probabilities on the held-out rows.
@@ -42,11 +42,8 @@ import _report  # noqa: E402
 from _data import DataUnavailable, adbench_names, load_adbench  # noqa: E402
 
 SECTION = "## Conditional generation: oversampling (issue 13)"
-METHODS = ["none", "random", "SMOTE", "LFM", "LFM (minority only)"]
+METHODS = ["none", "random", "SMOTE", "LFM", "LFM (shared)"]
 CLASSIFIER = dict(max_iter=200, learning_rate=0.1, max_leaf_nodes=15)
-LFM_PARAMS = dict(
-    hidden_layer_sizes=(64, 64), step_sizes=(0.2, 0.3), max_iter=400, batch_size=256, device="cpu"
-)
 
 
 def _resampled(method, X, y, seed):
@@ -62,15 +59,10 @@ def _resampled(method, X, y, seed):
 
         k = int(min(5, np.bincount(y).min() - 1))
         return SMOTE(k_neighbors=k, random_state=seed).fit_resample(X, y)
-    from sklfm import LocalFlowMatching, LocalFlowMatchingOversampler
+    from sklfm import LocalFlowMatchingOversampler
 
-    if method == "LFM":
-        sampler = LocalFlowMatchingOversampler(LocalFlowMatching(**LFM_PARAMS), random_state=seed)
-        return sampler.fit_resample(X, y)
-    minority = X[y == 1]
-    model = LocalFlowMatching(**LFM_PARAMS, random_state=seed).fit(minority)
-    extra = model.sample(int((y == 0).sum() - len(minority)), random_state=seed)
-    return np.vstack([X, extra]), np.concatenate([y, np.ones(len(extra), dtype=y.dtype)])
+    sampler = LocalFlowMatchingOversampler(per_class=method == "LFM", random_state=seed)
+    return sampler.fit_resample(X, y)
 
 
 def run_job(method, name, seed):
@@ -119,10 +111,11 @@ def markdown(rows, names, seeds, run):
         f"`HistGradientBoostingClassifier({_kwargs(CLASSIFIER)})` is trained on the training "
         "rows, as they are (`none`) or with the minority class topped up to the majority's "
         "count by imbalanced-learn's `RandomOverSampler` (`random`), `SMOTE` "
-        "(`k_neighbors=min(5, n_minority - 1)`), `LocalFlowMatchingOversampler` (`LFM`: one "
-        "class-conditional model of all training rows), or an unconditional "
-        "`LocalFlowMatching` of the minority rows alone (`LFM (minority only)`); both LFM "
-        f"variants use `LocalFlowMatching({_kwargs(LFM_PARAMS)})`. Score: average precision "
+        "(`k_neighbors=min(5, n_minority - 1)`), or `LocalFlowMatchingOversampler` with its "
+        "defaults (`LFM`: a model of the minority rows alone, `per_class=True`) or with "
+        "`per_class=False` (`LFM (shared)`: one class-conditional model of all training "
+        f"rows); its default model is `{_default_estimator()!r}`, on the CPU. "
+        "Score: average precision "
         "of the classifier's probabilities on the held-out 30 %, mean over seeds. Time: the "
         "sampler's `fit_resample`, summed over all sets and seeds (one thread).",
         "",
@@ -142,6 +135,12 @@ def markdown(rows, names, seeds, run):
     if DISCUSSION:
         lines += ["", DISCUSSION.strip()]
     return "\n".join(lines) + "\n"
+
+
+def _default_estimator():
+    from sklfm._oversampling import _default_estimator
+
+    return _default_estimator()
 
 
 def _kwargs(params):

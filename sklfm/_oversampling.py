@@ -6,7 +6,7 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, _fit_context, clone
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
@@ -17,8 +17,9 @@ _STRATEGIES = {"auto", "minority", "not minority", "not majority", "all"}
 
 
 def _default_estimator():
-    # Small networks: a class to top up may have a handful of rows.
-    return LocalFlowMatching(hidden_layer_sizes=(64, 64), max_iter=1000)
+    # Small and quick: a class to top up may have a handful of rows. The settings
+    # of benchmarks/conditional.py.
+    return LocalFlowMatching(hidden_layer_sizes=(64, 64), step_sizes=(0.2, 0.3), max_iter=400)
 
 
 def _rows_to_add(strategy, classes, counts):
@@ -67,23 +68,25 @@ def _rows_to_add(strategy, classes, counts):
 
 
 class LocalFlowMatchingOversampler(BaseEstimator):
-    """Over-sample classes with rows drawn from a class-conditional LFM model.
+    """Over-sample classes with rows drawn from LFM models of each class.
 
-    One :class:`LocalFlowMatching` with ``condition="categorical"`` is fitted
-    on all rows, p(x | class), so the classes share what they have in common;
-    the targeted classes are then topped up with rows drawn from their own
-    conditional. The interface follows imbalanced-learn's samplers
-    (``fit_resample``), and the sampler works in ``imblearn.pipeline.Pipeline``
-    (imbalanced-learn is not needed otherwise).
+    Each class to top up gets a :class:`LocalFlowMatching` of its own rows
+    (``per_class=True``), or one class-conditional model p(x | class) is
+    fitted on all rows, so that the classes share what they have in common
+    (``per_class=False``); the new rows of a class are drawn from its model.
+    The interface follows imbalanced-learn's samplers (``fit_resample``), and
+    the sampler works in ``imblearn.pipeline.Pipeline`` (imbalanced-learn is
+    not needed otherwise).
 
     Read more in :doc:`conditional`.
 
     Parameters
     ----------
     estimator : LocalFlowMatching or None, default=None
-        The model to clone and fit with ``condition="categorical"``. None: a
-        ``LocalFlowMatching(hidden_layer_sizes=(64, 64), max_iter=1000)``,
-        small enough for classes of a few rows.
+        The model to clone: for each class to top up, or once with
+        ``condition="categorical"``. None: ``LocalFlowMatching(
+        hidden_layer_sizes=(64, 64), step_sizes=(0.2, 0.3), max_iter=400)``,
+        small and quick for classes of a few rows.
     sampling_strategy : float, str or dict, default="auto"
         How many rows each class has after resampling, as in imbalanced-learn:
 
@@ -94,14 +97,22 @@ class LocalFlowMatchingOversampler(BaseEstimator):
           fraction of the majority's count.
         - dict {class: count}: the listed classes grow to the given counts
           (at least their current counts).
+    per_class : bool, default=True
+        True: one model per class to top up, fitted on that class's rows
+        alone (each needs at least 2 rows). False: one class-conditional model
+        of all rows. On the 20 ADBench sets (``benchmarks/conditional.py``)
+        per-class models ranked better on average, and the shared model did
+        better on the sets with the fewest minority rows.
     random_state : int, RandomState instance or None, default=None
-        Seeds the model's fit (when the estimator's own ``random_state`` is
+        Seeds the models' fits (when the estimator's own ``random_state`` is
         None) and the rows drawn. An integer gives identical results on the CPU.
 
     Attributes
     ----------
-    estimator_ : LocalFlowMatching
-        The fitted class-conditional model.
+    estimators_ : dict
+        {class: the fitted model its rows are drawn from} for each class that
+        gets rows; with ``per_class=False`` every value is the one
+        class-conditional model.
     sampling_strategy_ : dict
         {class: number of rows added} for each targeted class.
     classes_ : ndarray of shape (n_classes,)
@@ -138,12 +149,16 @@ class LocalFlowMatchingOversampler(BaseEstimator):
             StrOptions(_STRATEGIES),
             Mapping,
         ],
+        "per_class": ["boolean"],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, estimator=None, *, sampling_strategy="auto", random_state=None):
+    def __init__(
+        self, estimator=None, *, sampling_strategy="auto", per_class=True, random_state=None
+    ):
         self.estimator = estimator
         self.sampling_strategy = sampling_strategy
+        self.per_class = per_class
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -154,7 +169,7 @@ class LocalFlowMatchingOversampler(BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
-        """Fit the class-conditional model and decide how many rows to add per class.
+        """Decide how many rows to add per class and fit the models they come from.
 
         Parameters
         ----------
@@ -168,6 +183,10 @@ class LocalFlowMatchingOversampler(BaseEstimator):
         self : object
             The fitted sampler.
         """
+        if not isinstance(X, pd.DataFrame):
+            # A per-class model sees only its class: every row is checked here. (A
+            # DataFrame may have typed columns: its models check the rows they fit.)
+            X = check_array(X, dtype=np.float64)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
@@ -185,21 +204,38 @@ class LocalFlowMatchingOversampler(BaseEstimator):
             raise ValueError(
                 f"Over-sampling needs at least two classes in y; got one class: {classes.tolist()}."
             )
-        added = _rows_to_add(self.sampling_strategy, classes, counts)
-        rng = check_random_state(self.random_state)
-        estimator = clone(_default_estimator() if self.estimator is None else self.estimator)
-        estimator.set_params(condition="categorical")
-        if estimator.get_params().get("random_state") is None:
-            estimator.set_params(random_state=rng.randint(np.iinfo(np.int32).max))
-        estimator.fit(X, labels)
-        validate_data(self, X, skip_check_array=True)
-        self.estimator_ = estimator
-        self.classes_ = classes
         # Python scalars as keys, as the labels a user would type.
-        self.sampling_strategy_ = {
-            (c.item() if isinstance(c, np.generic) else c): n for c, n in added.items()
+        added = {
+            (c.item() if isinstance(c, np.generic) else c): n
+            for c, n in _rows_to_add(self.sampling_strategy, classes, counts).items()
         }
+        growing = [c for c, n in added.items() if n > 0]
+        rng = check_random_state(self.random_state)
+        if self.per_class:
+            small = [c for c in growing if counts[classes == c][0] < 2]
+            if small:
+                raise ValueError(
+                    f"Classes {small} have one row: too few for a model of their own. Set "
+                    "per_class=False to draw them from one model of all classes."
+                )
+            models = {
+                c: self._new_model(rng).set_params(condition=None).fit(X[labels == c])
+                for c in growing
+            }
+        else:
+            model = self._new_model(rng).set_params(condition="categorical").fit(X, labels)
+            models = dict.fromkeys(growing, model)
+        validate_data(self, X, skip_check_array=True)
+        self.estimators_ = models
+        self.classes_ = classes
+        self.sampling_strategy_ = added
         return self
+
+    def _new_model(self, rng):
+        model = clone(_default_estimator() if self.estimator is None else self.estimator)
+        if model.get_params().get("random_state") is None:
+            model.set_params(random_state=rng.randint(np.iinfo(np.int32).max))
+        return model
 
     def fit_resample(self, X, y):
         """Fit, then return the rows of X and y followed by the generated rows.
@@ -223,10 +259,11 @@ class LocalFlowMatchingOversampler(BaseEstimator):
         self.fit(X, y)
         rng = check_random_state(self.random_state)
         new_X, new_y = [], []
-        for label, n_rows in self.sampling_strategy_.items():
-            if n_rows:
-                new_X.append(self.estimator_.sample(n_rows, random_state=rng, y=label))
-                new_y.append(np.full(n_rows, label))
+        for label, model in self.estimators_.items():
+            # y picks the class of a conditional model; a per-class model ignores it.
+            n_rows = self.sampling_strategy_[label]
+            new_X.append(model.sample(n_rows, random_state=rng, y=label))
+            new_y.append(np.full(n_rows, label))
         return _append_rows(X, new_X), _append_labels(y, new_y)
 
 
