@@ -114,7 +114,8 @@ def markdown(rows, names, seeds, run):
         "(`k_neighbors=min(5, n_minority - 1)`), or `LocalFlowMatchingOversampler` with its "
         "defaults (`LFM`: a model of the minority rows alone, `per_class=True`) or with "
         "`per_class=False` (`LFM (shared)`: one class-conditional model of all training "
-        f"rows); its default model is `{_default_estimator()!r}`, on the CPU. "
+        f"rows); its default model is `{' '.join(repr(_default_estimator()).split())}`, on "
+        "the CPU. "
         "Score: average precision "
         "of the classifier's probabilities on the held-out 30 %, mean over seeds. Time: the "
         "sampler's `fit_resample`, summed over all sets and seeds (one thread).",
@@ -148,7 +149,22 @@ def _kwargs(params):
 
 
 # Written after reading the recorded run; kept here so that --write-docs keeps it.
-DISCUSSION = ""
+DISCUSSION = """
+The over-sampler with its defaults (a small LocalFlowMatching of the minority rows, 400 steps
+per block, two OU blocks) has the best mean average precision (0.868 against 0.844 for SMOTE,
+0.845 for random over-sampling and 0.810 without over-sampling) and the best mean rank, and
+wins 9 of the 20 sets (ties counted), SMOTE 7. Its gains come mostly from small sets with few
+minority rows (WDBC, wine, Hepatitis, Stamps: +0.05 to +0.4 over SMOTE); on the larger sets
+(mammography, satellite, cardio, thyroid) SMOTE or no over-sampling stays ahead by 0.01 to
+0.05. One class-conditional model of all rows (`per_class=False`) ranked worse on average
+(3.10 against 2.65) and won 3 sets (glass, vowels, wine): with the minority a few per cent of
+each minibatch, its conditional for the minority learns less in the same number of steps, so
+`per_class=True` is the default. With 3 seeds and 2 to 40 minority rows in the test part of
+the small sets, differences below about 0.03 AP are within the noise. The sampler times are
+from a shared 2-core machine (load average about 10) and are for the comparison only.
+The rows of `none`, `random` and `SMOTE` were run at git 53ae19f, the LFM rows at d566f05
+(the same sampler code as the commit named above, up to documentation).
+"""
 
 
 def main(argv=None):

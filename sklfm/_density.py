@@ -462,13 +462,13 @@ class LocalFlowMatching(
             return X, self._conditions(y, len(X), required=required)
         return np.delete(X, columns, axis=1), self.condition_encoder_.transform(X[:, columns])
 
-    def _with_condition_columns(self, rows, y):
+    def _with_condition_columns(self, rows, y, what):
         """All fitted columns: the modelled `rows` and, with conditional_columns, y copied in."""
         columns = getattr(self, "conditional_columns_", None)
         if columns is None:
             return rows
         full = np.empty((len(rows), self.n_features_in_))
-        full[:, columns] = self.condition_encoder_.values(y, len(rows), "n_samples")
+        full[:, columns] = self.condition_encoder_.values(y, len(rows), what)
         full[:, np.setdiff1d(np.arange(self.n_features_in_), columns)] = rows
         return full
 
@@ -605,7 +605,7 @@ class LocalFlowMatching(
         codes = self._check_latent(Z)
         conditions = self._conditions(y, len(codes), what="Z")
         rows = self._latent_to_data(codes, conditions=conditions)
-        return self._wrap_data_output(self._with_condition_columns(rows, y), Z)
+        return self._wrap_data_output(self._with_condition_columns(rows, y, "Z"), Z)
 
     def _fit(self, X, y=None):
         blocks = list(self.chain_.blocks) if hasattr(self, "chain_") else None
@@ -750,4 +750,4 @@ class LocalFlowMatching(
         Z = rng.standard_normal((n_samples, self._n_latent))
         students = getattr(self, "students_", None)
         rows = self._latent_to_data(Z, students, conditions)
-        return self._wrap_data_output(self._with_condition_columns(rows, y))
+        return self._wrap_data_output(self._with_condition_columns(rows, y, "n_samples"))

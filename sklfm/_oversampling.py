@@ -101,8 +101,7 @@ class LocalFlowMatchingOversampler(BaseEstimator):
         True: one model per class to top up, fitted on that class's rows
         alone (each needs at least 2 rows). False: one class-conditional model
         of all rows. On the 20 ADBench sets (``benchmarks/conditional.py``)
-        per-class models ranked better on average, and the shared model did
-        better on the sets with the fewest minority rows.
+        per-class models gave the better mean average precision and rank.
     random_state : int, RandomState instance or None, default=None
         Seeds the models' fits (when the estimator's own ``random_state`` is
         None) and the rows drawn. An integer gives identical results on the CPU.
