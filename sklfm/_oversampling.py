@@ -1,4 +1,4 @@
-"""LocalFlowMatchingOversampler: tops up classes with class-conditional samples."""
+"""LocalFlowMatchingOversampler: tops up classes with rows drawn from LFM models of them."""
 
 from collections.abc import Mapping
 from numbers import Integral, Real
