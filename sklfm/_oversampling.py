@@ -78,7 +78,7 @@ class LocalFlowMatchingOversampler(BaseEstimator):
     the sampler works in ``imblearn.pipeline.Pipeline`` (imbalanced-learn is
     not needed otherwise).
 
-    Read more in :doc:`conditional`.
+    Read more in :doc:`/conditional`.
 
     Parameters
     ----------
