@@ -2,6 +2,7 @@
 
 from ._density import LocalFlowMatching
 from ._outlier import LocalFlowMatchingOutlierDetector
+from ._oversampling import LocalFlowMatchingOversampler
 from ._persistence import InconsistentVersionWarning, load
 
 __version__ = "0.1.0"
@@ -10,6 +11,7 @@ __all__ = [
     "InconsistentVersionWarning",
     "LocalFlowMatching",
     "LocalFlowMatchingOutlierDetector",
+    "LocalFlowMatchingOversampler",
     "__version__",
     "load",
 ]

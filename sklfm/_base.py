@@ -251,9 +251,12 @@ class BaseLocalFlowMatching(BaseEstimator):
             self._fit(X, y)
         return self
 
-    def _fit_conditions(self, y, n_rows, warm):
-        """Condition columns for the training rows (None: an unconditional model, y ignored)."""
-        return None
+    def _fit_conditions(self, X, y, warm):
+        """(modelled columns, condition columns) of the validated training rows X.
+
+        The base model is unconditional: all of X, no conditions, y ignored.
+        """
+        return X, None
 
     def _fit(self, X, y=None):
         schedule = self._schedule()
@@ -272,7 +275,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         X = on_every_rank(lambda: self._validate_shard(X, warm, parallel), parallel)
         if parallel:
             check_same_columns(X, self)
-        conditions = self._fit_conditions(y, len(X), warm)
+        X, conditions = self._fit_conditions(X, y, warm)
         if conditions is not None:
             if parallel:
                 raise ValueError(

@@ -11,6 +11,15 @@ def _rows_of(y, n_rows, what):
     return y
 
 
+def _broadcast(columns, n_rows, what):
+    """Rows as they are (n_rows None), else one for each of n_rows, repeating a single one."""
+    if n_rows is None:
+        return columns
+    if len(columns) == 1:
+        columns = np.repeat(columns, n_rows, axis=0)
+    return _rows_of(columns, n_rows, what)
+
+
 class ConditionEncoder:
     """Encodes y as condition columns: one-hot classes, or standardized numbers.
 
@@ -57,9 +66,11 @@ class ConditionEncoder:
         else:
             values = self._numbers(y, single=n_rows is not None)
             columns = (values - self.mean_) / self.scale_
-        if n_rows is not None and len(columns) == 1:
-            columns = np.repeat(columns, n_rows, axis=0)
-        return columns if n_rows is None else _rows_of(columns, n_rows, what)
+        return _broadcast(columns, n_rows, what)
+
+    def values(self, y, n_rows, what="X"):
+        """The numbers of a continuous y as float64 rows, one for each of n_rows (as transform)."""
+        return _broadcast(self._numbers(y, single=True), n_rows, what)
 
     def codes(self, labels):
         """Index of each label in classes_; ValueError naming labels not seen in fit."""

@@ -24,6 +24,12 @@ _DISTILL_CONSTRAINTS = {
 }
 
 
+def _is_index(value, n_columns):
+    return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_)) and (
+        -n_columns <= value < n_columns
+    )
+
+
 class LocalFlowMatching(
     DensityMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseLocalFlowMatching
 ):
@@ -156,6 +162,16 @@ class LocalFlowMatching(
         the condition (one-hot classes, or standardized numbers) beside
         [t, x], and :meth:`sample`, :meth:`score_samples`, :meth:`transform`
         and :meth:`inverse_transform` take y.
+    conditional_columns : None or list of str or int, default=None
+        Columns of X that are conditions (names of a DataFrame's columns,
+        indices, or a boolean mask), as pzflow's ``conditional_columns``: the
+        model is p(other columns | these columns), whose velocity fields read
+        the standardized condition columns beside [t, x]. :meth:`score_samples`
+        and :meth:`transform` read the conditions from the rows of X;
+        :meth:`sample` and :meth:`inverse_transform` take their values as y
+        (in the order given here) and return all columns, the conditions
+        copied in. Numeric columns only; cannot be combined with ``condition``.
+        See ``docs/conditional.md``.
 
     Attributes
     ----------
@@ -170,7 +186,11 @@ class LocalFlowMatching(
         Per-column centring and scaling applied before the flow.
     condition_encoder_ : object or None
         With ``condition`` set: the classes (``classes_``, ``class_prior_``)
-        or the centring and scale of y; None otherwise.
+        or the centring and scale of y; with ``conditional_columns``, the
+        centring and scale of those columns; None otherwise.
+    conditional_columns_ : ndarray of int or None
+        Indices in X of the condition columns, in the order of
+        ``conditional_columns``; None without them.
     step_sizes_ : tuple of float
         The OU step sizes used.
     loss_curve_ : list of ndarray
@@ -238,6 +258,7 @@ class LocalFlowMatching(
     _parameter_constraints = {
         **BaseLocalFlowMatching._parameter_constraints,
         "condition": [None, StrOptions({"categorical", "continuous"})],
+        "conditional_columns": [None, list, tuple, np.ndarray],
     }
 
     def __init__(
@@ -267,6 +288,7 @@ class LocalFlowMatching(
         integer_features="auto",
         missing="error",
         condition=None,
+        conditional_columns=None,
     ):
         super().__init__(
             step_sizes=step_sizes,
@@ -294,12 +316,18 @@ class LocalFlowMatching(
             missing=missing,
         )
         self.condition = condition
+        self.conditional_columns = conditional_columns
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # Latent codes are float64 whatever the input dtype.
         tags.transformer_tags.preserves_dtype = ["float64"]
         return tags
+
+    @property
+    def _n_latent(self):
+        columns = getattr(self, "conditional_columns_", None)
+        return super()._n_latent - (0 if columns is None else len(columns))
 
     @property
     def _n_features_out(self):
@@ -309,9 +337,11 @@ class LocalFlowMatching(
 
     # --- conditions ---
 
-    def _fit_conditions(self, y, n_rows, warm):
+    def _fit_conditions(self, X, y, warm):
+        if self.conditional_columns is not None:
+            return self._fit_conditional_columns(X, warm)
         if self.condition is None:
-            return None
+            return X, None
         if y is None:
             raise ValueError(
                 f"condition={self.condition!r} models X given y: fit(X, y) needs y. Set "
@@ -324,11 +354,75 @@ class LocalFlowMatching(
                 f"condition={None if fitted is None else fitted.kind!r}; got "
                 f"condition={self.condition!r}. Set warm_start=False to train a new chain."
             )
-        encoder = fitted or ConditionEncoder(self.condition).fit(y, n_rows)
+        encoder = fitted or ConditionEncoder(self.condition).fit(y, len(X))
         conditions = encoder.transform(y)
         # Set last: a failed fit restores the estimator (see _unchanged_on_error).
         self.condition_encoder_ = encoder
-        return conditions
+        return X, conditions
+
+    def _fit_conditional_columns(self, X, warm):
+        if self.condition is not None:
+            raise ValueError(
+                "Set condition or conditional_columns, not both: condition models X given "
+                "y, conditional_columns models the other columns of X given these."
+            )
+        if getattr(self, "tabular_", None) is not None:
+            raise ValueError(
+                "conditional_columns takes tables of numbers: encode categorical, string "
+                "or boolean columns first (e.g. with a OneHotEncoder)."
+            )
+        columns = self._conditional_column_indices()
+        fitted = getattr(self, "conditional_columns_", None) if warm else None
+        if warm and (fitted is None or not np.array_equal(fitted, columns)):
+            raise ValueError(
+                "warm_start=True keeps the fitted blocks, which were trained with "
+                f"conditional_columns_={fitted}; got columns {columns}. Set "
+                "warm_start=False to train a new chain."
+            )
+        encoder = self.condition_encoder_ if warm else ConditionEncoder("continuous")
+        if not warm:
+            encoder.fit(X[:, columns], len(X))
+        self.condition_encoder_ = encoder
+        self.conditional_columns_ = columns
+        return np.delete(X, columns, axis=1), encoder.transform(X[:, columns])
+
+    def _conditional_column_indices(self):
+        """conditional_columns as indices into the columns of X; ValueError if they are not."""
+        spec, n_columns = list(self.conditional_columns), self.n_features_in_
+        names = getattr(self, "feature_names_in_", None)
+        if not spec:
+            columns = np.array([], dtype=np.intp)
+        elif len(spec) == n_columns and all(isinstance(c, (bool, np.bool_)) for c in spec):
+            columns = np.flatnonzero(spec)
+        elif all(isinstance(c, str) for c in spec):
+            if names is None:
+                raise ValueError(
+                    "conditional_columns holds column names, but X has none: pass a "
+                    "DataFrame or column indices."
+                )
+            unknown = [c for c in spec if c not in set(names)]
+            if unknown:
+                raise ValueError(f"conditional_columns {unknown} are not columns of X.")
+            columns = np.array([np.flatnonzero(names == c)[0] for c in spec])
+        elif all(_is_index(c, n_columns) for c in spec):
+            columns = np.array([int(c) % n_columns for c in spec])
+        else:
+            raise ValueError(
+                "conditional_columns must be column names, indices in "
+                f"[-{n_columns}, {n_columns}) or a boolean mask of the {n_columns} columns "
+                f"of X; got {self.conditional_columns!r}."
+            )
+        if len(columns) == 0 or len(set(columns.tolist())) < len(columns):
+            raise ValueError(
+                f"conditional_columns must name at least one column, each once; got "
+                f"{self.conditional_columns!r}."
+            )
+        if len(columns) >= n_columns:
+            raise ValueError(
+                "conditional_columns leaves no column to model: at least one column of X "
+                "must not be a condition."
+            )
+        return columns.astype(np.intp)
 
     def _conditions(self, y, n_rows, what="X", required=True):
         """Condition columns for n_rows rows from y; None for an unconditional model.
@@ -340,6 +434,13 @@ class LocalFlowMatching(
         if encoder is None:
             return None  # condition=None: y is ignored, as in fit
         if y is None:
+            columns = getattr(self, "conditional_columns_", None)
+            if columns is not None:
+                raise ValueError(
+                    "This model was fitted with conditional_columns: pass y, the values of "
+                    f"the condition columns {self._condition_names()} (one row for all rows "
+                    "or one per row)."
+                )
             if required or encoder.kind != "categorical":
                 raise ValueError(
                     f"This model was fitted with condition={encoder.kind!r}: pass y, the "
@@ -347,6 +448,29 @@ class LocalFlowMatching(
                 )
             return None
         return encoder.transform(y, n_rows, what)
+
+    def _condition_names(self):
+        names = getattr(self, "feature_names_in_", None)
+        columns = self.conditional_columns_
+        return (columns if names is None else names[columns]).tolist()
+
+    def _rows_and_conditions(self, X, y, required=True):
+        """Validated rows of the modelled columns of X, and their condition columns."""
+        X = self._validated(X)
+        columns = getattr(self, "conditional_columns_", None)
+        if columns is None:
+            return X, self._conditions(y, len(X), required=required)
+        return np.delete(X, columns, axis=1), self.condition_encoder_.transform(X[:, columns])
+
+    def _with_condition_columns(self, rows, y, what):
+        """All fitted columns: the modelled `rows` and, with conditional_columns, y copied in."""
+        columns = getattr(self, "conditional_columns_", None)
+        if columns is None:
+            return rows
+        full = np.empty((len(rows), self.n_features_in_))
+        full[:, columns] = self.condition_encoder_.values(y, len(rows), what)
+        full[:, np.setdiff1d(np.arange(self.n_features_in_), columns)] = rows
+        return full
 
     # --- densities ---
 
@@ -366,7 +490,8 @@ class LocalFlowMatching(
             Without y, a class-conditional model gives the marginal
             log p(x) = log sum_k p(k) p(x | k) over its classes, with the
             class frequencies of the training data. Ignored when
-            ``condition=None``.
+            ``condition=None``; a model fitted with ``conditional_columns``
+            reads them from X and gives log p(other columns | those columns).
 
         Returns
         -------
@@ -377,8 +502,7 @@ class LocalFlowMatching(
             their cell, estimated at the cell midpoint (the dequantized
             log-likelihood; see ``docs/tabular.md``).
         """
-        X = self._validated(X)
-        conditions = self._conditions(y, len(X), required=False)
+        X, conditions = self._rows_and_conditions(X, y, required=False)
         encoder = getattr(self, "condition_encoder_", None)
         if conditions is not None or encoder is None:
             return self._log_density(X, conditions)
@@ -417,19 +541,20 @@ class LocalFlowMatching(
         X : array-like of shape (n_samples, n_features)
         y : array-like, default=None
             The condition of each row (or one for all rows); required by a
-            model fitted with ``condition``, ignored otherwise.
+            model fitted with ``condition``, ignored otherwise (a model fitted
+            with ``conditional_columns`` reads them from X).
 
         Returns
         -------
         Z : ndarray of shape (n_samples, n_latent)
-            float64 codes (n_latent is n_features, plus one per missingness
+            float64 codes (n_latent is n_features, less the
+            ``conditional_columns``, plus one per missingness
             indicator of a typed table; discrete columns are taken at their
             cell midpoints, so the codes are deterministic); a DataFrame with
             columns ``get_feature_names_out()``
             under ``set_output(transform="pandas")``.
         """
-        X = self._validated(X)
-        conditions = self._conditions(y, len(X))
+        X, conditions = self._rows_and_conditions(X, y)
         U = self._exact_tensor(self.standardizer_.transform(X), conditions)
         Z = _runtime.to_numpy(self.chain_.push(U, self._solver_settings()))
         return _check_finite_rows(
@@ -464,7 +589,9 @@ class LocalFlowMatching(
         Z : array-like of shape (n_samples, n_features)
         y : array-like, default=None
             The condition of each row (or one for all rows); required by a
-            model fitted with ``condition``, ignored otherwise.
+            model fitted with ``condition`` or ``conditional_columns`` (the
+            values of those columns, copied into the returned rows), ignored
+            otherwise.
 
         Returns
         -------
@@ -477,12 +604,15 @@ class LocalFlowMatching(
         """
         codes = self._check_latent(Z)
         conditions = self._conditions(y, len(codes), what="Z")
-        return self._wrap_data_output(self._latent_to_data(codes, conditions=conditions), Z)
+        rows = self._latent_to_data(codes, conditions=conditions)
+        return self._wrap_data_output(self._with_condition_columns(rows, y, "Z"), Z)
 
     def _fit(self, X, y=None):
         blocks = list(self.chain_.blocks) if hasattr(self, "chain_") else None
-        if self.condition is None:
-            self.condition_encoder_ = None
+        if self.conditional_columns is None:
+            self.conditional_columns_ = None
+            if self.condition is None:
+                self.condition_encoder_ = None
         super()._fit(X, y)
         # A refit drops the students, unless it kept every block (a warm start adding none).
         if list(self.chain_.blocks) != blocks:
@@ -593,7 +723,10 @@ class LocalFlowMatching(
             one condition for all rows (a label, a number, or one row of a
             multi-column condition) or one per row (``n_samples`` of them).
             Without y, a class-conditional model first draws each row's class
-            with the training frequencies. Ignored when ``condition=None``.
+            with the training frequencies. For a model fitted with
+            ``conditional_columns``: the values of those columns (one row for
+            all rows, or one per row), copied into the returned rows. Ignored
+            by an unconditional model.
 
         Returns
         -------
@@ -616,4 +749,5 @@ class LocalFlowMatching(
             conditions = encoder.transform(labels)
         Z = rng.standard_normal((n_samples, self._n_latent))
         students = getattr(self, "students_", None)
-        return self._wrap_data_output(self._latent_to_data(Z, students, conditions))
+        rows = self._latent_to_data(Z, students, conditions)
+        return self._wrap_data_output(self._with_condition_columns(rows, y, "n_samples"))

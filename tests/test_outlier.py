@@ -121,8 +121,9 @@ def test_parameters_are_explicit_and_clonable():
     detector = LocalFlowMatchingOutlierDetector(contamination=0.2, max_iter=5)
     params = detector.get_params()
     # Every LocalFlowMatching hyperparameter is a detector hyperparameter too, but the
-    # condition on y: outlier detectors ignore y.
-    assert set(LocalFlowMatching().get_params()) - {"condition"} <= set(params)
+    # conditions (on y or on columns of X): the detector scores whole rows.
+    conditions = {"condition", "conditional_columns"}
+    assert set(LocalFlowMatching().get_params()) - conditions <= set(params)
     assert {"contamination", "scaling", "noise_scale", "dequantize"} <= set(params)
     assert clone(detector).get_params() == params
     assert params["contamination"] == 0.2
