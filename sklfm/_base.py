@@ -285,6 +285,12 @@ class BaseLocalFlowMatching(BaseEstimator):
             # The conditions travel with their rows through the validation split.
             X = np.hstack([X, conditions])
         n_conditions = 0 if conditions is None else conditions.shape[1]
+        if warm and self.chain_.n_conditions != n_conditions:
+            raise ValueError(
+                "warm_start=True keeps the fitted blocks, which read "
+                f"{self.chain_.n_conditions} condition columns; this fit has {n_conditions}. "
+                "Set warm_start=False to train a new chain."
+            )
         rows = ShardedRows.in_rank_order(len(X), device) if parallel else LocalRows(len(X))
         random_state, checkpoint, resume = shared_random_state(self.random_state, rows), None, None
         if self.checkpoint_dir is not None:

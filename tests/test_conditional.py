@@ -184,3 +184,5 @@ def test_warm_start_adds_conditional_blocks():
     assert model.score_samples(X[:3], y[:3]).shape == (3,)
     with pytest.raises(ValueError, match="condition='categorical'"):
         model.set_params(condition="continuous", step_sizes=(0.2, 0.3, 0.4)).fit(X, np.ones(300))
+    with pytest.raises(ValueError, match="read 2 condition columns; this fit has 0"):
+        model.set_params(condition=None, step_sizes=(0.2, 0.3, 0.4)).fit(X)

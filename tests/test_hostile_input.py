@@ -433,3 +433,11 @@ def test_wide_constant_and_degenerate_tables_fit():
     for cls in (LocalFlowMatching, LocalFlowMatchingOutlierDetector):
         scores = cls(**TINY).fit(identical).score_samples(identical)
         assert np.isfinite(scores).all() and np.ptp(scores) == 0
+
+
+def test_two_rows_fit_with_the_auto_schedule():
+    # One training row and one validation row: the schedule's Gaussian probe has a
+    # single row to fit (it raised a torch LinAlgError).
+    model = LocalFlowMatching(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    model.fit(np.array([[0.0, 1.0], [1.0, 3.0]]))
+    assert np.isfinite(model.probe_scores_).all()
