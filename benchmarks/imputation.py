@@ -215,6 +215,10 @@ def main(argv=None):
     parser.add_argument("--imputer", default="{}", help="JSON of imputer parameters to change")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, 1 thread each")
     parser.add_argument("--results", default="/tmp/imputation.jsonl")
+    parser.add_argument(
+        "--report-only", action="store_true",
+        help="report the runs in --results (e.g. of several processes) instead of running",
+    )
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
     command, date = start_run("imputation.py", argv, threads=1)
@@ -222,6 +226,31 @@ def main(argv=None):
     imputer_params = {**IMPUTER_PARAMS, **json.loads(args.imputer)}
     tables = {k: v for k, v in load_tables(args.protein_rows).items() if k in args.tables}
     started = time.perf_counter()
+    if args.report_only:
+        results = [json.loads(line) for line in open(args.results)]
+        results = [
+            r for r in results
+            if r["table"] in tables and r["seed"] in args.seeds and r["method"] in args.methods
+            and r["lfm"] == json.dumps(lfm_params) and r["imputer"] == json.dumps(imputer_params)
+        ]
+        # The command that runs them all; the fits' wall times added up stand for its run time.
+        command = command.replace(" --report-only", "")
+        started -= sum(r["seconds"] for r in results)
+    else:
+        results = run(tables, args, lfm_params, imputer_params)
+    if not results:
+        print("no table available: nothing to report")
+        return
+    lines = header(SECTION, command, date, time.perf_counter() - started,
+                   machine_info(threads=1), code_version())
+    for name in tables:
+        lines += ["", f"### {name}", "", *table(results, name)]
+    lines += ["", *(note.format(rows=f"{args.protein_rows:,}") for note in NOTES)]
+    report("\n".join(lines) + "\n", args.write_docs)
+
+
+def run(tables, args, lfm_params, imputer_params):
+    """Every (table, seed, method) run, in `args.jobs` processes; each result also to --results."""
     tasks = [
         delayed(run_one)(name, X, categorical, seed, method, lfm_params, imputer_params)
         for name, (X, categorical) in tables.items()
@@ -234,16 +263,9 @@ def main(argv=None):
             result.update(lfm=json.dumps(lfm_params), imputer=json.dumps(imputer_params))
             print(json.dumps(result), flush=True)
             out.write(json.dumps(result) + "\n")
+            out.flush()  # a run stopped half-way keeps what it did
             results.append(result)
-    if not results:
-        print("no table available: nothing to report")
-        return
-    lines = header(SECTION, command, date, time.perf_counter() - started,
-                   machine_info(threads=1), code_version())
-    for name in tables:
-        lines += ["", f"### {name}", "", *table(results, name)]
-    lines += ["", *(note.format(rows=f"{args.protein_rows:,}") for note in NOTES)]
-    report("\n".join(lines) + "\n", args.write_docs)
+    return results
 
 
 if __name__ == "__main__":

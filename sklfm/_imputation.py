@@ -255,14 +255,15 @@ class LocalFlowMatchingImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstim
     # --- imputation ---
 
     def _draws(self, X, n_imputations, random_state):
-        """(n_imputations, n_rows, n_features) copies of X with the missing cells drawn."""
+        """The validated rows X, and (n_imputations, n_rows, n_features) copies of them
+        with the missing cells drawn."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False)
         observed = ~np.isnan(X)
         draws = np.repeat(X[None], n_imputations, axis=0)
         todo = np.flatnonzero(~observed.all(axis=1))
         if todo.size == 0:
-            return draws
+            return X, draws
         rng = check_random_state(self.random_state if random_state is None else random_state)
         n_features = X.shape[1]
         U = (X[todo] - self.mean_) / self.scale_
@@ -275,7 +276,7 @@ class LocalFlowMatchingImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstim
             "X is too far from the training data: its imputed values overflow float64",
         ).reshape(n_imputations, todo.size, n_features)
         draws[:, todo] = np.where(observed[todo], X[todo], values)
-        return draws
+        return X, draws
 
     def transform(self, X):
         """Impute the missing cells of X by the mean of ``n_imputations`` draws.
@@ -291,7 +292,9 @@ class LocalFlowMatchingImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstim
             X with each missing cell replaced by the mean of its draws
             (see Notes of the class); observed cells unchanged.
         """
-        return self._draws(X, self.n_imputations, None).mean(axis=0)
+        X, draws = self._draws(X, self.n_imputations, None)
+        # Averaging copies of an observed cell could change its last bit: keep it as it is.
+        return np.where(np.isnan(X), draws.mean(axis=0), X)
 
     def sample_imputations(self, X, n_imputations=None, random_state=None):
         """Draw completed copies of X from the learnt conditional distribution.
@@ -317,7 +320,7 @@ class LocalFlowMatchingImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstim
             n_imputations < 1
         ):
             raise ValueError(f"n_imputations must be a positive integer; got {n_imputations!r}.")
-        draws = self._draws(X, int(n_imputations), random_state)
+        _, draws = self._draws(X, int(n_imputations), random_state)
         if isinstance(X, pd.DataFrame):
             return [pd.DataFrame(d, index=X.index, columns=X.columns) for d in draws]
         return draws
