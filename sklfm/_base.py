@@ -227,6 +227,24 @@ class BaseLocalFlowMatching(BaseEstimator):
     def _solver_settings(self):
         return SolverSettings(method=self.solver, n_steps=self.ode_steps)
 
+    def _train_settings(self, n_rows, n_features):
+        """TrainSettings of the OU blocks and of the free block, for n_rows training rows."""
+        max_iter, free_max_iter = (
+            auto_max_iter(n_rows, n_features, self.batch_size)
+            if self.max_iter == "auto"
+            else (self.max_iter, self.max_iter)
+        )
+        train = TrainSettings(
+            max_iter=max_iter,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            interpolant=self.interpolant,
+            check_interval=CHECK_INTERVAL,
+            n_iter_no_change=self.n_iter_no_change if self.early_stopping else None,
+            tol=self.tol,
+        )
+        return train, dataclasses.replace(train, max_iter=free_max_iter)
+
     # --- fitting ---
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -316,21 +334,8 @@ class BaseLocalFlowMatching(BaseEstimator):
             self._probe_rows(train_rows, validation_rows, rows) if schedule.needs_probe else None
         )
         data = _runtime.to_tensor(train_rows, device, _runtime.TRAIN_DTYPE)
-        max_iter, free_max_iter = (
-            auto_max_iter(rows.n_rows, X.shape[1] - n_conditions, self.batch_size)
-            if self.max_iter == "auto"
-            else (self.max_iter, self.max_iter)
-        )
         kept = self.chain_.blocks[: len(self.step_sizes_)] if warm else ()
-        train = TrainSettings(
-            max_iter=max_iter,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            interpolant=self.interpolant,
-            check_interval=CHECK_INTERVAL,
-            n_iter_no_change=self.n_iter_no_change if self.early_stopping else None,
-            tol=self.tol,
-        )
+        train, free_train = self._train_settings(rows.n_rows, X.shape[1] - n_conditions)
         # One progress log: rank 0's (every rank trains the same model).
         verbose = self.verbose if rows.rank == 0 else 0
         with ProgressLog(verbose, min(self.batch_size, rows.n_rows)) as reporter:
@@ -339,7 +344,7 @@ class BaseLocalFlowMatching(BaseEstimator):
                 schedule,
                 network=dict(hidden_layer_sizes=hidden, activation=self.activation),
                 train=train,
-                free_train=dataclasses.replace(train, max_iter=free_max_iter),
+                free_train=free_train,
                 solver=self._solver_settings(),
                 generator=_runtime.make_generator(random_state, device),
                 block_init=self.block_init,

@@ -17,6 +17,7 @@ from ._helpers import TINY
 
 ESTIMATOR_NAMES = [
     "LocalFlowMatching",
+    "LocalFlowMatchingImputer",
     "LocalFlowMatchingOutlierDetector",
     "LocalFlowMatchingOversampler",
 ]
@@ -28,10 +29,11 @@ EXPECTED_FAILED_CHECKS = {}
 
 def _tiny(cls):
     estimator = cls()
-    params = estimator.get_params()
-    if "estimator" in params:  # the oversampler: a tiny model inside
-        estimator.set_params(estimator=_tiny(sklfm.LocalFlowMatching))
-    return estimator.set_params(**{k: v for k, v in TINY.items() if k in params})
+    names = estimator.get_params()
+    params = {k: v for k, v in TINY.items() if k in names}
+    if "estimator" in names:  # the imputer and the oversampler: a tiny model inside
+        params["estimator"] = _tiny(sklfm.LocalFlowMatching)
+    return estimator.set_params(**params)
 
 
 def _estimators():

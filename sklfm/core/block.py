@@ -122,20 +122,26 @@ class _BlockLoss:
         self.n_features = block.net.n_features
         self.interpolate = interpolant_for(interpolant, block.step_size)
 
-    def __call__(self, net, x0, noise, t, n_rows=None):
+    def __call__(self, net, x0, noise, t, n_rows=None, weights=None):
         """Squared error summed over the rows given, over `n_rows` x n_features.
 
         With all of a minibatch's rows (`n_rows` None: their number) it is the
         mean squared error; with one rank's share of the rows, its share of it.
         Columns of x0 after the features are the rows' conditions: they are
-        held fixed along the path.
+        held fixed along the path. `weights` (rows x n_features), if given,
+        weighs each cell's squared error: a cell of weight 0 (a missing value)
+        adds nothing to the loss or its gradient.
         """
         x0, condition = x0[:, : self.n_features], x0[:, self.n_features :]
         xt, target = self.interpolate(x0, block_target(x0, noise, self.step_size), t)
         if condition.shape[1]:
             xt = torch.cat([xt, condition], dim=1)
         n_rows = x0.shape[0] if n_rows is None else n_rows
-        return F.mse_loss(net(t, xt), target, reduction="sum") / (n_rows * self.n_features)
+        if weights is None:
+            error = F.mse_loss(net(t, xt), target, reduction="sum")
+        else:
+            error = (weights * (net(t, xt) - target) ** 2).sum()
+        return error / (n_rows * self.n_features)
 
 
 def _draw_noise_and_times(n_rows, n_features, generator, dtype):
@@ -165,6 +171,8 @@ def train_block(
     on_progress=None,
     name="block",
     rows=None,
+    weights=None,
+    validation_weights=None,
 ):
     """Fit the block's velocity to its interpolant; return a BlockHistory.
 
@@ -188,8 +196,13 @@ def train_block(
     the loss of the rows it holds, and the gradients are summed over the ranks.
     `validation` is then the same on every rank, and every decision (back-off,
     early stop) is rank 0's.
+
+    `weights` and `validation_weights` (rows x n_features, aligned with the
+    rows of `data` and `validation`), if given, weigh each cell's squared
+    error in the training and validation losses (see _BlockLoss); without
+    them every cell counts once.
     """
-    run = _Run(block, data, settings, generator, validation, rows)
+    run = _Run(block, data, settings, generator, validation, rows, weights, validation_weights)
     good = run.progress() if resume is None else resume
     if resume is not None:
         run.restore(resume)
@@ -225,8 +238,12 @@ def train_block(
 class _Run:
     """One block's training state: optimizer, scheduler, draws, history; one step at a time."""
 
-    def __init__(self, block, data, settings, generator, validation, rows=None):
+    def __init__(
+        self, block, data, settings, generator, validation, rows=None, weights=None,
+        validation_weights=None,
+    ):
         self.net, self.data, self.generator = block.net, data, generator
+        self.weights, self.validation_weights = weights, validation_weights
         self.rows = LocalRows(len(data)) if rows is None else rows
         # The module the steps run: the net, or its DDP wrapper summing gradients over ranks.
         self.parallel_net = self.rows.parallel(self.net)
@@ -254,7 +271,8 @@ class _Run:
         noise, t = _draw_noise_and_times(self.batch, self.net.n_features, generator, data.dtype)
         local, mine = rows.own(idx)
         x0 = data.index_select(0, local)  # same rows as data[local], much faster on CPU
-        loss = self.loss(self.parallel_net, x0, noise[mine], t[mine], self.batch)
+        weights = None if self.weights is None else self.weights.index_select(0, local)
+        loss = self.loss(self.parallel_net, x0, noise[mine], t[mine], self.batch, weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -266,7 +284,9 @@ class _Run:
         if self.validation is None:
             return None
         with torch.no_grad():
-            loss = self.loss(self.net, self.validation, *self.validation_draws).item()
+            loss = self.loss(
+                self.net, self.validation, *self.validation_draws, weights=self.validation_weights
+            ).item()
         loss = self.rows.agree(loss)
         self.validation_losses.append(loss)
         return loss

@@ -136,6 +136,8 @@ def train_chain(
     on_progress=None,
     rows=None,
     n_conditions=0,
+    weights=None,
+    validation_weights=None,
 ):
     """Train OU blocks as `schedule` decides, then the free block.
 
@@ -153,7 +155,10 @@ def train_chain(
     rows (see train_block); `validation` and `probe` are then the same on
     every rank. With `n_conditions` > 0 the last columns of `data`,
     `validation` and `probe` are the rows' conditions, and the flow models
-    the other columns given them.
+    the other columns given them. `weights` and `validation_weights` (rows x
+    features, without the conditions), if given, weigh each cell of `data`
+    and `validation` in every block's loss (0 for a missing value; see
+    train_block); pushes keep the order of the rows, so they stay aligned.
 
     `on_progress(progress, block_done)` gets a ChainProgress after each good
     check inside a block (block_done False) and after each finished OU block
@@ -223,6 +228,8 @@ def train_chain(
             on_progress=on_progress and (lambda current: on_progress(progress(current), False)),
             name=f"block {index + 1} ({'free' if step_size is None else f'OU h={step_size:.4g}'})",
             rows=rows,
+            weights=weights,
+            validation_weights=validation_weights,
         )
         if reporter is not None:
             reporter.block_finished(index, block, history)
