@@ -73,9 +73,9 @@ class LocalFlowMatchingImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstim
     chain_ : sklfm.core.FlowChain
         The trained blocks; their rows are [x, revealed cells, mask] in
         standardized units.
-    mean_ : ndarray of shape (n_features_in_,)
+    mean_ : ndarray of shape (`n_features_in_`,)
         Mean of the observed cells of each column.
-    scale_ : ndarray of shape (n_features_in_,)
+    scale_ : ndarray of shape (`n_features_in_`,)
         Standard deviation of the observed cells of each column (1 for a
         constant column).
     step_sizes_ : tuple of float
