@@ -98,6 +98,25 @@ def _join_columns(rows, conditions):
     return rows if conditions is None else np.hstack([rows, conditions])
 
 
+def check_standardized(preprocessing, *row_sets):
+    """ValueError naming the columns whose standardized rows overflow float32 training."""
+    limit = np.finfo(_runtime.TRAIN_DTYPE_NUMPY).max
+    overflow = ~np.isfinite(preprocessing.scale_)
+    for rows in row_sets:
+        if rows is not None:
+            overflow |= ~(np.abs(rows) <= limit).all(axis=0)
+    if overflow.any():
+        raise ValueError(
+            f"X is too large to standardize: columns {np.flatnonzero(overflow).tolist()} "
+            "overflow when centred and scaled. Rescale them (e.g. divide by a power of ten)."
+        )
+
+
+def validation_size(n_rows, fraction):
+    """Rows held out for early stopping: a `fraction` of n_rows, at least 1, at most 4096."""
+    return min(MAX_VALIDATION_ROWS, max(1, int(round(fraction * n_rows))))
+
+
 def _check_finite_rows(values, message):
     """Raise ValueError(message) naming the rows of `values` that are not finite."""
     bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
@@ -326,7 +345,7 @@ class BaseLocalFlowMatching(BaseEstimator):
             None if validation_X is None else self._training_rows(preprocessing, validation_X, rng)
         )
         on_every_rank(
-            lambda: self._check_standardized(preprocessing, train_rows, validation_rows), parallel
+            lambda: check_standardized(preprocessing, train_rows, validation_rows), parallel
         )
         train_rows = _join_columns(train_rows, train_C)
         validation_rows = _join_columns(validation_rows, validation_C)
@@ -445,7 +464,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         if not self.early_stopping:
             return X, None, rows
         n_rows = rows.n_rows
-        n_validation = min(MAX_VALIDATION_ROWS, max(1, int(round(self.validation_fraction * n_rows))))
+        n_validation = validation_size(n_rows, self.validation_fraction)
         if n_validation >= n_rows:
             raise ValueError(
                 f"early_stopping=True needs at least 2 rows (one to train, one to validate) "
@@ -487,19 +506,6 @@ class BaseLocalFlowMatching(BaseEstimator):
         """Columns of the flow: the encoded columns of a typed table, else the features."""
         tabular = getattr(self, "tabular_", None)
         return self.n_features_in_ if tabular is None else tabular.n_encoded_
-
-    def _check_standardized(self, preprocessing, *row_sets):
-        # The blocks train in float32: standardized rows must be finite there too.
-        limit = np.finfo(_runtime.TRAIN_DTYPE_NUMPY).max
-        overflow = ~np.isfinite(preprocessing.scale_)
-        for rows in row_sets:
-            if rows is not None:
-                overflow |= ~(np.abs(rows) <= limit).all(axis=0)
-        if overflow.any():
-            raise ValueError(
-                f"X is too large to standardize: columns {np.flatnonzero(overflow).tolist()} "
-                "overflow when centred and scaled. Rescale them (e.g. divide by a power of ten)."
-            )
 
     def _preprocessing_log_det(self, X):
         """Log-Jacobian of the fitted preprocessing at the rows of X (scalar or per row)."""

@@ -10,8 +10,15 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _runtime
-from ._base import MAX_VALIDATION_ROWS, _check_finite_rows, _unchanged_on_error
+from ._base import (
+    MAX_VALIDATION_ROWS,
+    _check_finite_rows,
+    _unchanged_on_error,
+    check_standardized,
+    validation_size,
+)
 from ._density import LocalFlowMatching
+from ._preprocessing import Standardizer
 from ._progress import ProgressLog
 from .core import train_chain
 
@@ -184,10 +191,10 @@ class LocalFlowMatchingImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstim
                 f"Columns {empty.tolist()} of X have no observed value: there is nothing to "
                 "learn their values from. Drop them before imputing."
             )
-        mean = np.nanmean(X, axis=0)
-        scale = np.nanstd(X, axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-        U = np.where(observed, (X - mean) / scale, 0.0)
+        # Moments of the observed cells, safe from overflow for huge or subnormal values.
+        standardizer = Standardizer().fit(X)
+        U = np.where(observed, standardizer.transform(X), 0.0)
+        check_standardized(standardizer, U)
 
         rng = check_random_state(self.random_state)
         device = _runtime.resolve_device(lfm.device)
@@ -226,7 +233,7 @@ class LocalFlowMatchingImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstim
                 validation_weights=tensor(validation_weights),
             )
         self.estimator_ = lfm
-        self.mean_, self.scale_ = mean, scale
+        self.mean_, self.scale_ = standardizer.mean_, standardizer.scale_
         self.chain_ = chain
         self.step_sizes_ = tuple(b.step_size for b in chain.blocks[:-1])
         self.loss_curve_ = [h.losses for h in histories]
@@ -239,7 +246,7 @@ class LocalFlowMatchingImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstim
         """Indices of the training rows and of the early-stopping rows (None without it)."""
         if not lfm.early_stopping:
             return np.arange(n_rows), None
-        n_validation = min(MAX_VALIDATION_ROWS, max(1, round(lfm.validation_fraction * n_rows)))
+        n_validation = validation_size(n_rows, lfm.validation_fraction)
         order = rng.permutation(n_rows)
         return order[n_validation:], order[:n_validation]
 

@@ -12,6 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from ._density import LocalFlowMatching
+from ._tabular import missing_error
 
 _STRATEGIES = {"auto", "minority", "not minority", "not majority", "all"}
 
@@ -183,8 +184,7 @@ class LocalFlowMatchingOversampler(BaseEstimator):
             The fitted sampler.
         """
         if not isinstance(X, pd.DataFrame):
-            # A per-class model sees only its class: every row is checked here. (A
-            # DataFrame may have typed columns: its models check the rows they fit.)
+            # A per-class model sees only its class: every row is checked here.
             X = check_array(X, dtype=np.float64)
         if y is None:
             raise ValueError(
@@ -211,6 +211,9 @@ class LocalFlowMatchingOversampler(BaseEstimator):
         growing = [c for c, n in added.items() if n > 0]
         rng = check_random_state(self.random_state)
         if self.per_class:
+            if isinstance(X, pd.DataFrame):
+                # Typed columns are the models' to check, rows of classes not modelled here.
+                _check_rows(X, (self.estimator or _default_estimator()).missing)
             small = [c for c in growing if counts[classes == c][0] < 2]
             if small:
                 raise ValueError(
@@ -264,6 +267,20 @@ class LocalFlowMatchingOversampler(BaseEstimator):
             new_X.append(model.sample(n_rows, random_state=rng, y=label))
             new_y.append(np.full(n_rows, label))
         return _append_rows(X, new_X), _append_labels(y, new_y)
+
+
+def _check_rows(frame, missing):
+    """ValueError for infinite numbers, and for gaps unless `missing` models them."""
+    numbers = frame.select_dtypes("number")
+    infinite = [
+        name for name, column in numbers.items()
+        if np.isinf(column.to_numpy(dtype=np.float64, na_value=np.nan)).any()
+    ]
+    if infinite:
+        raise ValueError(f"Input X contains infinity in columns {infinite}.")
+    gaps = [name for name, na in frame.isna().any().items() if na]
+    if gaps and missing == "error":
+        raise missing_error(gaps)
 
 
 def _append_rows(X, parts):

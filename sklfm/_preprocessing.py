@@ -19,16 +19,20 @@ class Standardizer:
     """
 
     def fit(self, X, rows=None):
-        """Fit on the rows X: all of them, or this rank's shard of `rows` (core.shards)."""
+        """Fit on the rows X: all of them, or this rank's shard of `rows` (core.shards).
+
+        Missing cells (NaN) are left out of their column's moments.
+        """
         rows = LocalRows(len(X)) if rows is None else rows
-        peak = rows.largest(np.max(np.abs(X), axis=0, initial=0.0))
+        peak = rows.largest(np.nanmax(np.abs(X), axis=0, initial=0.0))
         peak = np.where(peak > 0, peak, 1.0)
         scaled = X / peak
+        count = rows.total((~np.isnan(X)).sum(axis=0))
         # scaled.mean(axis=0) and .std(axis=0), with the sums taken over all ranks.
-        mean = rows.total(scaled.sum(axis=0)) / rows.n_rows
-        std = np.sqrt(rows.total(((scaled - mean) ** 2).sum(axis=0)) / rows.n_rows)
+        mean = rows.total(np.nansum(scaled, axis=0)) / count
+        std = np.sqrt(rows.total(np.nansum((scaled - mean) ** 2, axis=0)) / count)
         # As StandardScaler: a spread within rounding error of the mean is a constant column.
-        constant = std <= rows.n_rows * np.finfo(X.dtype).eps * np.abs(mean)
+        constant = std <= count * np.finfo(X.dtype).eps * np.abs(mean)
         self.mean_ = mean * peak
         scale = std * peak
         # A spread below the smallest subnormal underflows to 0: constant at float64 precision.

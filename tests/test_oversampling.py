@@ -160,3 +160,14 @@ def test_inside_an_imblearn_pipeline():
     # The classifier saw the balanced rows; prediction uses the rows as they are.
     assert_array_equal(model.named_steps["clf"].class_prior_, [0.5, 0.5])
     assert model.predict(X).shape == (330,)
+
+
+@pytest.mark.parametrize("bad, message", [(np.nan, "contains NaN in columns"), (np.inf, "infinity")])
+def test_rows_of_classes_not_modelled_are_checked_too(bad, message):
+    # Per class, only the classes topped up get a model: a bad majority row must still fail.
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame(rng.normal(size=(60, 2)), columns=["a", "b"])
+    y = np.r_[np.zeros(50, dtype=int), np.ones(10, dtype=int)]
+    X.iloc[3, 0] = bad
+    with pytest.raises(ValueError, match=message):
+        LocalFlowMatchingOversampler(random_state=0).fit_resample(X, y)
