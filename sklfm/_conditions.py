@@ -5,6 +5,12 @@ import pandas as pd
 from sklearn.utils import check_array
 
 
+def as_labels(y):
+    """y as a numpy array, a one-column y (array or DataFrame) as 1-D."""
+    labels = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
+    return labels[:, 0] if labels.ndim == 2 and labels.shape[1] == 1 else labels
+
+
 def _rows_of(y, n_rows, what):
     if len(y) != n_rows:
         raise ValueError(f"y has {len(y)} rows, but {what} has {n_rows}.")
@@ -49,10 +55,6 @@ class ConditionEncoder:
         self.scale_ = np.where(scale > 0, scale, 1.0)
         return self
 
-    @property
-    def n_conditions(self):
-        return len(self.classes_) if self.kind == "categorical" else len(self.mean_)
-
     def transform(self, y, n_rows=None, what="X"):
         """Condition columns (float64, one row per row of y).
 
@@ -85,9 +87,7 @@ class ConditionEncoder:
         return codes
 
     def _labels(self, y):
-        labels = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
-        if labels.ndim == 2 and labels.shape[1] == 1:
-            labels = labels[:, 0]
+        labels = as_labels(y)
         if labels.ndim == 0:
             labels = labels.reshape(1)
         if labels.ndim != 1:
@@ -104,9 +104,7 @@ class ConditionEncoder:
         if np.ndim(y) == 0:
             y = [y]
         values = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
-        if values.ndim == 0:
-            values = values.reshape(1, 1)
-        elif values.ndim == 1:
+        if values.ndim == 1:
             # One row of a fitted multi-column condition, else one value per row.
             wide = single and fitted is not None and len(fitted) > 1
             values = values.reshape(1, -1) if wide else values.reshape(-1, 1)

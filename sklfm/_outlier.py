@@ -43,6 +43,9 @@ class _DetectorPreprocessing:
     smallest gap between their distinct values) for dequantization.
     """
 
+    # Detectors saved before scaling="mcd" have no whitening.
+    whitening_ = None
+
     def __init__(self, scaling, random_state=None):
         self.scaling = scaling
         self.random_state = random_state
@@ -70,43 +73,26 @@ class _DetectorPreprocessing:
         return self
 
     def _fit_whitening(self, U):
-        """(location, inverse Cholesky factor, log det of it, support radius) or None."""
+        """The MCD whitening of the scaled columns U, or None where it cannot be had."""
         n_rows, n_features = U.shape
         if n_rows < 2 * (n_features + 1):
             return None  # too few rows for a covariance of the columns
         try:
-            with warnings.catch_warnings():
-                # Tied rows make the MCD warn of a rank-deficient covariance: the ridge copes.
-                warnings.simplefilter("ignore", RuntimeWarning)
-                warnings.simplefilter("ignore", UserWarning)
-                mcd = MinCovDet(random_state=self.random_state).fit(U)
-            cov = mcd.covariance_
-            # The columns of U have unit robust scale: the ridge is in those units.
-            ridge = _RIDGE * max(np.trace(cov) / n_features, 1.0)
-            chol = np.linalg.cholesky(cov + ridge * np.eye(len(cov)))
+            whitening = _MCDWhitening(self.random_state).fit(U)
         except (ValueError, np.linalg.LinAlgError):
             return None
-        inverse = np.linalg.inv(chol)
-        whitened = (U - mcd.location_) @ inverse.T
-        radius = np.sqrt((whitened[mcd.support_] ** 2).sum(axis=1)).max()
-        if not (np.isfinite(inverse).all() and np.isfinite(radius)):
-            return None
-        return mcd.location_, inverse, -float(np.log(np.diag(chol)).sum()), float(radius)
+        finite = np.isfinite(whitening.inverse_).all() and np.isfinite(whitening.radius_)
+        return whitening if finite else None
 
     def _scaled(self, X):
         with np.errstate(over="ignore"):  # as in Standardizer.transform
             return (X - self.center_) / self.scale_
 
-    def _whitened(self, U):
-        location, inverse, _, _ = self.whitening_
-        with np.errstate(over="ignore", invalid="ignore"):
-            return (U - location) @ inverse.T
-
     def transform(self, X):
         U = self._scaled(X)
         if self.scaling == "standard":
             return U
-        return np.arcsinh(U) if self.whitening_ is None else self._whitened(U)
+        return np.arcsinh(U) if self.whitening_ is None else self.whitening_.transform(U)
 
     def inverse_transform(self, V):
         if self.scaling == "standard":
@@ -114,26 +100,62 @@ class _DetectorPreprocessing:
         elif self.whitening_ is None:
             U = np.sinh(V)
         else:
-            location, inverse, _, _ = self.whitening_
-            U = np.linalg.solve(inverse, V.T).T + location
+            U = self.whitening_.inverse_transform(V)
         return U * self.scale_ + self.center_
 
     def core(self, X):
         """Rows of X inside the MCD's support region (all rows without whitening)."""
-        if getattr(self, "whitening_", None) is None:
+        if self.whitening_ is None:
             return np.ones(len(X), dtype=bool)
-        V = self._whitened(self._scaled(X))
-        return np.sqrt((V**2).sum(axis=1)) <= self.whitening_[3]
+        return self.whitening_.inside(self._scaled(X))
 
     def log_det(self, X):
         log_det = -np.sum(np.log(self.scale_))
         if self.scaling == "standard":
             return np.full(X.shape[0], log_det)
         if self.whitening_ is not None:
-            return np.full(X.shape[0], log_det + self.whitening_[2])
+            return np.full(X.shape[0], log_det + self.whitening_.log_det_)
         U = self._scaled(X)
         # log sqrt(1 + u**2), without overflow for huge u
         return log_det - np.sum(np.log(np.hypot(1.0, U)), axis=1)
+
+
+class _MCDWhitening:
+    """v = L^-1 (u - m): m and L L^T the MCD location and covariance (plus a ridge).
+
+    ``radius_`` is the largest whitened norm among the MCD's support rows,
+    ``log_det_`` the log-Jacobian -log det L of the map.
+    """
+
+    def __init__(self, random_state):
+        self.random_state = random_state
+
+    def fit(self, U):
+        with warnings.catch_warnings():
+            # Tied rows make the MCD warn of a rank-deficient covariance: the ridge copes.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            mcd = MinCovDet(random_state=self.random_state).fit(U)
+        cov = mcd.covariance_
+        # The columns of U have unit robust scale: the ridge is in those units.
+        ridge = _RIDGE * max(np.trace(cov) / len(cov), 1.0)
+        chol = np.linalg.cholesky(cov + ridge * np.eye(len(cov)))
+        self.location_ = mcd.location_
+        self.inverse_ = np.linalg.inv(chol)
+        self.log_det_ = -float(np.log(np.diag(chol)).sum())
+        self.radius_ = float(np.sqrt((self.transform(U[mcd.support_]) ** 2).sum(axis=1)).max())
+        return self
+
+    def transform(self, U):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return (U - self.location_) @ self.inverse_.T
+
+    def inverse_transform(self, V):
+        return np.linalg.solve(self.inverse_, V.T).T + self.location_
+
+    def inside(self, U):
+        """Rows of U within ``radius_`` once whitened."""
+        return np.sqrt((self.transform(U) ** 2).sum(axis=1)) <= self.radius_
 
 
 class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from ._conditions import as_labels
 from ._density import LocalFlowMatching
 from ._tabular import missing_error
 
@@ -190,9 +191,7 @@ class LocalFlowMatchingOversampler(BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
-        labels = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
-        if labels.ndim == 2 and labels.shape[1] == 1:
-            labels = labels[:, 0]
+        labels = as_labels(y)
         check_classification_targets(labels)
         if labels.ndim != 1 or len(labels) != len(X):
             raise ValueError(
@@ -306,8 +305,7 @@ def _like(frame, dtypes):
 
 
 def _append_labels(y, parts):
-    labels = np.asarray(y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y)
-    labels = labels.reshape(len(labels))
+    labels = as_labels(y)
     if parts:
         labels = np.concatenate([labels, *parts])
     if isinstance(y, pd.Series):

@@ -101,11 +101,13 @@ def _estimator_classes():
 def _plain_classes():
     """Classes rebuilt from their attributes alone (``__new__`` plus ``__dict__``)."""
     from ._conditions import ConditionEncoder
-    from ._outlier import _DetectorPreprocessing
+    from ._outlier import _DetectorPreprocessing, _MCDWhitening
     from ._preprocessing import Standardizer
     from ._tabular import TabularEncoder
 
-    classes = (Standardizer, _DetectorPreprocessing, TabularEncoder, ConditionEncoder)
+    classes = (
+        Standardizer, _DetectorPreprocessing, _MCDWhitening, TabularEncoder, ConditionEncoder
+    )
     return {cls.__name__: cls for cls in classes}
 
 
