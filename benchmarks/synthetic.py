@@ -26,9 +26,13 @@ Protocol
 
 Methods
 -------
-- ``LocalFlowMatching``: the mixed-table encoding of ``sklfm._tabular`` (ordinal codes
-  and integers dequantized, log map of non-negative columns), a CPU budget:
-  ``hidden_layer_sizes=(128, 128)``, ``max_iter=--max-iter``, other parameters default.
+- ``LocalFlowMatching``: the mixed-table encoding of ``sklfm._tabular`` (ordinal codes,
+  integers and floats on a decimal grid dequantized over whole cells, then a Gaussian
+  copula map of every column: its estimated CDF, then the normal quantile);
+  ``max_iter=--max-iter`` (default ``"auto"``), every other parameter default. With early
+  stopping the defaults cost about what the earlier CPU budget (``hidden_layer_sizes=
+  (128, 128)``, ``max_iter=1500``) did, and gave better marginals on diamonds (KS 0.022 vs
+  0.032, one run each).
 - ``GaussianCopula``: written here: empirical marginal CDFs, normal scores, their
   correlation matrix; categories as ordinal codes; samples through the empirical
   quantile functions (integers and categories rounded to seen values).
@@ -256,7 +260,7 @@ def run_table(name, args):
     rows.append(real)
     methods = {
         "LocalFlowMatching": lambda: LocalFlowMatching(
-            hidden_layer_sizes=(128, 128), max_iter=args.max_iter, missing="indicator",
+            max_iter=args.max_iter, missing="indicator",
             device="cpu", random_state=args.seed,
         ).fit(train).sample(n, random_state=args.seed),
         "GaussianCopula": lambda: fit_sample_baseline(_Copula, train, n, args.seed),
@@ -316,7 +320,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-train", type=int, default=10_000)
     parser.add_argument("--max-test", type=int, default=5_000)
-    parser.add_argument("--max-iter", type=int, default=1500)
+    parser.add_argument(
+        "--max-iter", type=lambda v: v if v == "auto" else int(v), default="auto"
+    )
     parser.add_argument("--ctgan-epochs", type=int, default=50)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()

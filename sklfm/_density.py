@@ -138,9 +138,10 @@ class LocalFlowMatching(
         Columns of a DataFrame to model as categories (names, indices or a
         boolean mask). "auto": columns of category, object, string or bool
         dtype. Categories are ordinal codes (in the dtype's category order,
-        else sorted) dequantized with uniform noise; samples hold only seen
-        categories, and an unseen category raises ValueError. See
-        ``docs/tabular.md``.
+        else most frequent first) dequantized with uniform noise; samples hold
+        only seen categories, and an unseen category raises ValueError. Every
+        column of such a table then goes through a Gaussian copula map (its
+        estimated CDF, then the normal quantile). See ``docs/tabular.md``.
     integer_features : "auto", None or list of str or int, default="auto"
         Columns of a DataFrame to model as integers on a grid (the greatest
         common divisor of their gaps), dequantized with uniform noise and
