@@ -499,9 +499,9 @@ class LocalFlowMatching(
         log_density : ndarray of shape (n_samples,)
             float64 log-density of each row. For a model of a typed table:
             the log-density of the continuous columns plus, for the discrete
-            (integer, categorical, missingness) columns, the log-probability of
-            their cell, estimated at the cell midpoint (the dequantized
-            log-likelihood; see ``docs/tabular.md``).
+            (integer, categorical, few-decimal float, missingness) columns, the
+            log-probability of their cell, estimated at the cell midpoint (the
+            dequantized log-likelihood; see ``docs/tabular.md``).
         """
         X, conditions = self._rows_and_conditions(X, y, required=False)
         encoder = getattr(self, "condition_encoder_", None)

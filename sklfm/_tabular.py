@@ -156,8 +156,7 @@ def _cdf_knots(values, width):
         u = np.column_stack([cum[:-1], cum[1:]]).ravel()
     else:
         x, u = v, (cum[:-1] + cum[1:]) / 2
-    keep = np.concatenate([[True], np.diff(x) > 0])  # neighbouring cells share an edge
-    x, u = x[keep], u[keep]
+    x, u = _distinct(x, u)  # neighbouring cells share an edge
     if len(x) < 2:  # one value (or one cell lost in the rounding of huge values)
         half = 0.5 * max(1.0, abs(x[0]))
         limit = np.finfo(np.float64).max
@@ -170,8 +169,14 @@ def _cdf_knots(values, width):
     u = eps + (1 - 2 * eps) * ((1 - _RANGE_SHARE) * u + _RANGE_SHARE * spread)
     if len(x) > _N_KNOTS:
         levels = np.linspace(u[0], u[-1], _N_KNOTS)
-        x, u = _interp(levels, u, x), levels
+        x, u = _distinct(_interp(levels, u, x), levels)  # huge values may round together
     return x, u
+
+
+def _distinct(x, u):
+    """The knots whose x is above the previous one's (x is sorted)."""
+    keep = np.concatenate([[True], np.diff(x) > 0])
+    return x[keep], u[keep]
 
 
 def _interp(t, knots_t, knots_y):
