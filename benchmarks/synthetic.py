@@ -26,9 +26,13 @@ Protocol
 
 Methods
 -------
-- ``LocalFlowMatching``: the mixed-table encoding of ``sklfm._tabular`` (ordinal codes
-  and integers dequantized, log map of non-negative columns), a CPU budget:
-  ``hidden_layer_sizes=(128, 128)``, ``max_iter=--max-iter``, other parameters default.
+- ``LocalFlowMatching``: the mixed-table encoding of ``sklfm._tabular`` (ordinal codes,
+  integers and floats on a decimal grid dequantized over whole cells, then a Gaussian
+  copula map of every column: its estimated CDF, then the normal quantile);
+  ``max_iter=--max-iter`` (default ``"auto"``), every other parameter default. With early
+  stopping the defaults cost about what the earlier CPU budget (``hidden_layer_sizes=
+  (128, 128)``, ``max_iter=1500``) did, and gave better marginals on diamonds (KS 0.022 vs
+  0.032, one run each).
 - ``GaussianCopula``: written here: empirical marginal CDFs, normal scores, their
   correlation matrix; categories as ordinal codes; samples through the empirical
   quantile functions (integers and categories rounded to seen values).
@@ -256,7 +260,7 @@ def run_table(name, args):
     rows.append(real)
     methods = {
         "LocalFlowMatching": lambda: LocalFlowMatching(
-            hidden_layer_sizes=(128, 128), max_iter=args.max_iter, missing="indicator",
+            max_iter=args.max_iter, missing="indicator",
             device="cpu", random_state=args.seed,
         ).fit(train).sample(n, random_state=args.seed),
         "GaussianCopula": lambda: fit_sample_baseline(_Copula, train, n, args.seed),
@@ -275,6 +279,40 @@ def run_table(name, args):
         rows.append({"method": method, "fit_s": seconds, **fidelity(samples, test, target)})
         print(name, rows[-1], file=sys.stderr, flush=True)
     return {"table": name, "n_train": n, "n_test": len(test), "target": target, "rows": rows}
+
+
+# Hand-written reading of the table; the ablations are single runs of seed 0 with the
+# earlier fixed budget (hidden_layer_sizes=(128, 128), max_iter=1500).
+NOTES = """\
+What the table shows (one run per method, seed 0; between model seeds on credit_data,
+LocalFlowMatching's KS moves by about 0.005, TV by 0.002, assoc by 0.004, TSTR by 0.02):
+
+- The Gaussian copula map of `sklfm._tabular` (each column through its estimated CDF and the
+  normal quantile, cells filled whole, floats with few decimals on their grid) cut
+  LocalFlowMatching's per-column errors: diamonds KS 0.063 -> 0.022 and TV 0.052 -> 0.024,
+  credit_data KS 0.093 -> 0.037 and TV 0.068 -> 0.034 (previous encoding: identity or log map,
+  half-filled cells, code 40da950). diamonds' joint metrics stayed (assoc 0.027 -> 0.028,
+  TSTR 0.597 -> 0.599): far ahead of the copula (0.074, 0.388), whose dependence is linear
+  between normal scores. LocalFlowMatching beats CTGAN (50 epochs) on every metric.
+- Not won: the copula's KS and TV on diamonds, and every credit_data metric against the copula
+  (KS a tie within seed noise). The copula's marginals are the training rows' empirical
+  distributions, which KS and TV measure, so it matches the real rows up to sampling noise;
+  the flow's learnt marginals add their own error on top.
+- credit_data's joint metrics got worse than with the previous encoding (assoc 0.074 -> 0.088,
+  TSTR 0.757 -> 0.696): samples are too close to independence (correlation ratio of Expenses
+  by Marital 0.18 against 0.55 in the test rows). Filling whole cells is what costs it, and
+  what buys the per-column rates: filling 0.5 / 0.65 / 0.8 / 1.0 of the categorical and
+  indicator cells gave TV 0.074 / 0.051 / 0.036 / 0.026, assoc 0.076 / 0.077 / 0.081 / 0.085,
+  TSTR 0.760 / 0.749 / 0.732 / 0.691. No share wins both; whole cells keep every encoded
+  column exactly N(0, 1) and were kept. A Gaussian copula fitted on the same encoded, filled
+  columns (no flow) also loses the dependence (assoc 0.093, TSTR 0.727).
+- Tried and not kept: whitening the normal scores with their correlation matrix (a full
+  Gaussian copula in front of the flow): worse on both tables (diamonds KS / assoc / TSTR
+  0.038 / 0.041 / 0.566 against 0.032 / 0.032 / 0.598 without; credit_data TSTR 0.686 against
+  0.691). Kept: floats with at most 6 decimals on their grid (diamonds KS 0.048 -> 0.032;
+  `table`, 18 % of rows at one value, 0.108 -> 0.022), and the library defaults for the
+  training budget (diamonds KS 0.032 -> 0.022 for about the same time).
+"""
 
 
 def render(results, args):
@@ -307,6 +345,7 @@ def render(results, args):
             for r in result["rows"]
         ]
         lines.append("")
+    lines.append(NOTES)
     return "\n".join(lines)
 
 
@@ -316,7 +355,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-train", type=int, default=10_000)
     parser.add_argument("--max-test", type=int, default=5_000)
-    parser.add_argument("--max-iter", type=int, default=1500)
+    parser.add_argument(
+        "--max-iter", type=lambda v: v if v == "auto" else int(v), default="auto"
+    )
     parser.add_argument("--ctgan-epochs", type=int, default=50)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()

@@ -635,9 +635,9 @@ class BaseLocalFlowMatching(BaseEstimator):
         log_density : ndarray of shape (n_samples,)
             float64 log-density of each row. For a model of a typed table:
             the log-density of the continuous columns plus, for the discrete
-            (integer, categorical, missingness) columns, the log-probability of
-            their cell, estimated at the cell midpoint (the dequantized
-            log-likelihood; see ``docs/tabular.md``).
+            (integer, categorical, few-decimal float, missingness) columns, the
+            log-probability of their cell, estimated at the cell midpoint (the
+            dequantized log-likelihood; see ``docs/tabular.md``).
         """
         return self._log_density(self._validated(X))
 

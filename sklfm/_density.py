@@ -138,9 +138,10 @@ class LocalFlowMatching(
         Columns of a DataFrame to model as categories (names, indices or a
         boolean mask). "auto": columns of category, object, string or bool
         dtype. Categories are ordinal codes (in the dtype's category order,
-        else sorted) dequantized with uniform noise; samples hold only seen
-        categories, and an unseen category raises ValueError. See
-        ``docs/tabular.md``.
+        else most frequent first) dequantized with uniform noise; samples hold
+        only seen categories, and an unseen category raises ValueError. Every
+        column of such a table then goes through a Gaussian copula map (its
+        estimated CDF, then the normal quantile). See ``docs/tabular.md``.
     integer_features : "auto", None or list of str or int, default="auto"
         Columns of a DataFrame to model as integers on a grid (the greatest
         common divisor of their gaps), dequantized with uniform noise and
@@ -498,9 +499,9 @@ class LocalFlowMatching(
         log_density : ndarray of shape (n_samples,)
             float64 log-density of each row. For a model of a typed table:
             the log-density of the continuous columns plus, for the discrete
-            (integer, categorical, missingness) columns, the log-probability of
-            their cell, estimated at the cell midpoint (the dequantized
-            log-likelihood; see ``docs/tabular.md``).
+            (integer, categorical, few-decimal float, missingness) columns, the
+            log-probability of their cell, estimated at the cell midpoint (the
+            dequantized log-likelihood; see ``docs/tabular.md``).
         """
         X, conditions = self._rows_and_conditions(X, y, required=False)
         encoder = getattr(self, "condition_encoder_", None)

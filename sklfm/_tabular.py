@@ -11,49 +11,65 @@ Encoding (the grid value g of a row, then E = phi(g)):
   and string columns, the values seen, False first, for bool); cell width 1.
 - integer (integer dtype): g = the value, on a grid of step s (the greatest
   common divisor of the gaps between training values); cell width s.
-- float: g = the value; no cell.
+- float: g = the value; a float column whose training values all have at most
+  6 decimals (prices in cents, depths to 0.1) is on a grid like an integer
+  column (step s a multiple of 10**-decimals) and has a cell; other floats none.
 - missing values (``missing="indicator"``): a categorical column gets one more
   code for "missing"; a numeric column gets an extra 0/1 indicator column (cell
   width 1) after the table's columns.
 - point masses: a numeric column whose minimum holds >= 10 % of the training
   rows (zero-inflated amounts) gets a 0/1 "at the minimum" column after those.
   The value of a flagged cell (missing or at the minimum) is the median of the
-  column's other values when scoring, and a draw from their quantiles in
-  training.
-- phi: numeric columns whose training minimum is >= 0 are modelled on a log
-  scale, E = log(g + shift) (shift = half a cell plus half the 5th percentile
-  of the positive values), so long right tails look Gaussian to the flow.
-  Other columns: E = g.
+  column's other values when scoring; in training its encoded value is a draw
+  from N(0, 1), the column's marginal.
+- phi, a Gaussian copula map: E = ndtri(F(g)), F a continuous, piecewise-linear
+  estimate of the column's CDF, so every encoded column is close to N(0, 1)
+  and the flow has only the dependence between columns left to learn. F is the
+  CDF of the training values (flagged cells left out) with each value spread
+  uniformly over its cell, at its mid-rank for a column without cells, mixed
+  with 0.1 % of a uniform over the training range (values of the range never
+  seen keep a positive density), squeezed into [eps, 1 - eps] (eps = 1 / (2 (n
+  + 1))) and cut to at most 256 knots. A category (or integer value, or
+  indicator) therefore fills the slice of N(0, 1) of its training frequency.
+  Beyond the knots E goes on linearly in g (a Gaussian tail), so every finite
+  value has a finite E.
 
-The flow trains on E with the central half of each cell filled by uniform noise
-(dequantization, ``CELL_FILL``).
-Decoding rounds codes and integers to their grid and clips every numeric
-column to its training range, so samples are valid values of the table.
+The flow trains on E with every cell filled by uniform noise (dequantization),
+which keeps each encoded column marginally N(0, 1).
+Decoding inverts phi, rounds codes and grid values to their grid (and floats
+on a grid to their decimals) and clips every numeric column to its training
+range, so samples are valid values of the table.
 
-``log_det`` is log |dE/dg| plus the log widths of the filled cells: with it,
-the score of a row is the log-density of the flow's continuous model at the
-cell midpoint times the filled volume, a midpoint estimate of log P(discrete columns) +
-log p(continuous columns | discrete columns). (Averaged over uniform noise in
-the cell instead of taken at its midpoint, it would be a lower bound on that
-log-probability, by Jensen's inequality.)
+``log_det`` is log |dE/dg| = log F'(g) - log N(E; 0, 1) (the tail slope
+beyond the knots) plus the log widths of the cells: with it, the score of a row
+is the log-density of the flow's continuous model at the cell midpoint times
+the cell volume, a midpoint estimate of log P(discrete columns) + log
+p(continuous columns | discrete columns), the continuous columns' density in
+their own units. (Averaged over uniform noise in the cell instead of taken at
+its midpoint, it would be a lower bound on that log-probability, by Jensen's
+inequality.)
 """
 
 from numbers import Integral
 
 import numpy as np
 import pandas as pd
+import torch
 
 CATEGORICAL, INTEGER, FLOAT = "categorical", "integer", "float"
 # A numeric column whose minimum holds at least this share of the rows (zero-inflated
 # amounts, counts) models "at the minimum" as a 0/1 column: a smooth flow cannot put a
 # point mass there.
 ATOM_SHARE = 0.1
-# Share of each cell that the dequantization noise fills, centred: the flow keeps a gap
-# between neighbouring cells, so fewer sampled rows round into the wrong cell (credit_data,
-# same blocks: "Records = yes" sampled at 14 % with 0.5, 22 % with 1.0; real 15 %).
-CELL_FILL = 0.5
-# Quantiles kept of the values of a column with an indicator, to fill its gaps in training.
-_N_QUANTILES = 101
+# A float column whose training values all have at most this many decimals is modelled
+# on their grid, like an integer column (prices in cents, depths to 0.1).
+_MAX_DECIMALS = 6
+# Knots of a column's CDF estimate: enough to follow the steps of a discrete column
+# exactly and the shape of a continuous one closely, few enough to smooth it.
+_N_KNOTS = 256
+# Share of a column's CDF spread uniformly over its training range, so that values of
+# the range not seen in fit (e.g. an integer between two seen ones) keep a positive density.
+_RANGE_SHARE = 1e-3
 # A category must be a plain value: the model file stores categories as JSON.
 _CATEGORY_TYPES = (str, bool, np.bool_, Integral, float, np.floating)
 
@@ -113,16 +129,115 @@ def _grid_step(values):
     return float(gaps.min())
 
 
-def _between_quantiles(u, quantiles):
-    """Linear interpolation of equally spaced quantiles at levels u in [0, 1].
+def _decimals(values):
+    """The fewest decimals (at most _MAX_DECIMALS) that write every value exactly, or None;
+    None too where the scaled values leave float64's exact integers."""
+    largest = np.abs(values).max()
+    for decimals in range(_MAX_DECIMALS + 1):
+        if largest * 10.0**decimals >= 2**53:
+            return None
+        if np.array_equal(values, np.round(values, decimals)):
+            return decimals
+    return None
 
-    Written as a weighted mean, not np.interp's slope form: a slope between
-    quantiles near the float64 limit overflows.
+
+def _cdf_knots(values, width):
+    """Knots (x, u), both strictly increasing inside (0, 1), of a column's CDF estimate.
+
+    The CDF of the training values with each value spread uniformly over its cell
+    (``width``; a value at its mid-rank for a float column), mixed with a uniform over
+    the training range (``_RANGE_SHARE``), squeezed into [eps, 1 - eps] to leave room
+    for the tails, and cut to at most ``_N_KNOTS`` knots at equally spaced levels.
     """
-    position = u * (len(quantiles) - 1)
-    low = np.minimum(np.floor(position).astype(int), len(quantiles) - 2)
-    weight = position - low
-    return quantiles[low] * (1 - weight) + quantiles[low + 1] * weight
+    v, counts = np.unique(values, return_counts=True)
+    cum = np.concatenate([[0.0], np.cumsum(counts)]) / counts.sum()
+    if width > 0:
+        x = np.column_stack([v - width / 2, v + width / 2]).ravel()
+        u = np.column_stack([cum[:-1], cum[1:]]).ravel()
+    else:
+        x, u = v, (cum[:-1] + cum[1:]) / 2
+    x, u = _distinct(x, u)  # neighbouring cells share an edge
+    if len(x) < 2:  # one value (or one cell lost in the rounding of huge values)
+        half = 0.5 * max(1.0, abs(x[0]))
+        limit = np.finfo(np.float64).max
+        x, u = np.clip([x[0] - half, x[0] + half], -limit, limit), np.array([0.0, 1.0])
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = (x - x[0]) / (x[-1] - x[0])
+    if not np.isfinite(spread).all():  # a range beyond float64: spread by rank instead
+        spread = np.linspace(0, 1, len(x))
+    eps = 0.5 / (counts.sum() + 1)
+    u = eps + (1 - 2 * eps) * ((1 - _RANGE_SHARE) * u + _RANGE_SHARE * spread)
+    if len(x) > _N_KNOTS:
+        levels = np.linspace(u[0], u[-1], _N_KNOTS)
+        x, u = _distinct(_interp(levels, u, x), levels)  # huge values may round together
+    return x, u
+
+
+def _distinct(x, u):
+    """The knots whose x is above the previous one's (x is sorted)."""
+    keep = np.concatenate([[True], np.diff(x) > 0])
+    return x[keep], u[keep]
+
+
+def _interp(t, knots_t, knots_y):
+    """np.interp written as a weighted mean: a slope near the float64 limit overflows."""
+    right = np.clip(np.searchsorted(knots_t, t, side="right"), 1, len(knots_t) - 1)
+    left = right - 1
+    with np.errstate(over="ignore", invalid="ignore"):
+        weight = np.clip((t - knots_t[left]) / (knots_t[right] - knots_t[left]), 0, 1)
+    weight = np.nan_to_num(weight, nan=0.0)
+    return knots_y[left] * (1 - weight) + knots_y[right] * weight
+
+
+def _ndtr(E):
+    return torch.special.ndtr(torch.from_numpy(np.asarray(E, dtype=np.float64))).numpy()
+
+
+def _ndtri(u):
+    return torch.special.ndtri(torch.from_numpy(np.asarray(u, dtype=np.float64))).numpy()
+
+
+def _log_phi(E):
+    return -0.5 * E**2 - 0.5 * np.log(2 * np.pi)
+
+
+class _CopulaColumn:
+    """E = ndtri(F(g)) for one column, F the piecewise-linear CDF through the knots (x, u);
+    beyond the knots E goes on linearly in g with the slope of the outer segment (a
+    Gaussian tail), so every finite value has a finite E and log |dE/dg|."""
+
+    def __init__(self, x, u):
+        self.x, self.u, self.e = x, u, _ndtri(u)
+        with np.errstate(over="ignore", divide="ignore"):
+            self.slope_u = np.diff(u) / np.diff(x)
+            self.tails = np.array([
+                (self.e[1] - self.e[0]) / (x[1] - x[0]), (self.e[-1] - self.e[-2]) / (x[-1] - x[-2])
+            ])  # fmt: skip
+
+    def forward(self, g):
+        E = _ndtri(_interp(g, self.x, self.u))
+        with np.errstate(over="ignore", invalid="ignore"):
+            below, above = g < self.x[0], g > self.x[-1]
+            E[below] = self.e[0] - (self.x[0] - g[below]) * self.tails[0]
+            E[above] = self.e[-1] + (g[above] - self.x[-1]) * self.tails[1]
+        return E
+
+    def backward(self, E):
+        g = _interp(_ndtr(E), self.u, self.x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            below, above = E < self.e[0], E > self.e[-1]
+            g[below] = self.x[0] - (self.e[0] - E[below]) / self.tails[0]
+            g[above] = self.x[-1] + (E[above] - self.e[-1]) / self.tails[1]
+        return g
+
+    def log_det(self, E):
+        """log |dE/dg| = log F'(g) - log phi(E) inside the knots; the tail slope beyond."""
+        segment = np.clip(np.searchsorted(self.e, E, side="right") - 1, 0, len(self.e) - 2)
+        with np.errstate(divide="ignore"):
+            out = np.log(self.slope_u[segment]) - _log_phi(E)
+            out[E < self.e[0]] = np.log(self.tails[0])
+            out[E > self.e[-1]] = np.log(self.tails[1])
+        return out
 
 
 class TabularEncoder:
@@ -155,12 +270,12 @@ class TabularEncoder:
             raise missing_error(gaps)
         self.columns_ = columns
         self.dtypes_, self.kinds_, self.categories_, self.ordered_ = [], [], [], []
-        self.fill_, quantiles = [], []
+        self.fill_, self.decimals_ = [], []
         # Columns with missing values in fit; the numeric ones get an indicator column.
         self.missing_columns_, self.indicators_ = [], []
         # Numeric columns with a point mass at their minimum (ATOM_SHARE), and its value.
         self.atoms_, self.atom_values_ = [], []
-        widths, shifts, low, high = [], [], [], []
+        widths, low, high = [], [], []
         for j, name in enumerate(columns):
             column = X.iloc[:, j]
             dtype = column.dtype
@@ -178,18 +293,21 @@ class TabularEncoder:
             if kind == CATEGORICAL:
                 categories = self._categories(name, column[~na], dtype)
                 self.categories_.append(categories)
+                self.decimals_.append(0)
                 self.fill_.append(float(len(categories)))  # the "missing" code
                 widths.append(1.0)
-                shifts.append(np.nan)
                 low.append(0.0)
                 high.append(len(categories) - (0 if na.any() else 1))
-                quantiles.append(np.full(_N_QUANTILES, np.nan))
                 continue
             values = self._numbers(name, column[~na])
             if not values.size:
                 raise ValueError(f"Column {name!r} has no values, only missing ones.")
             self.categories_.append(None)
-            width = _grid_step(values) if kind == INTEGER else 0.0
+            decimals = 0 if kind == INTEGER else _decimals(values)
+            width = 0.0
+            if decimals is not None:
+                width = _grid_step(values * 10.0**decimals) / 10.0**decimals
+            self.decimals_.append(decimals)
             at_min = values == values.min()
             if ATOM_SHARE <= at_min.mean() < 1:
                 self.atoms_.append(j)
@@ -199,31 +317,34 @@ class TabularEncoder:
             if kind == INTEGER:
                 median = values.min() + width * np.round((median - values.min()) / width)
             self.fill_.append(float(median))
-            quantiles.append(np.percentile(rest, np.linspace(0, 100, _N_QUANTILES)))
             if na.any():
                 self.indicators_.append(j)
             widths.append(width)
             low.append(float(values.min()))
             high.append(float(values.max()))
-            shifts.append(self._log_shift(values, width))
-        self.quantiles_ = np.array(quantiles)
         n_indicators = len(self.indicators_) + len(self.atoms_)
         self.widths_ = np.array(widths + [1.0] * n_indicators)
-        self.shifts_ = np.array(shifts + [np.nan] * n_indicators)
         self.low_ = np.array(low + [0.0] * n_indicators)
         self.high_ = np.array(high + [1.0] * n_indicators)
         self.n_encoded_ = len(self.widths_)
+        self._fit_copula(self.grid(X))
         return self
 
-    @staticmethod
-    def _log_shift(values, width):
-        """The shift of the log map of a non-negative column; NaN for no log map."""
-        if values.min() < 0:
-            return np.nan
-        positive = values[values > 0]
-        shift = 0.5 * width + 0.5 * (np.percentile(positive, 5) if positive.size else 1.0)
-        # Subnormal columns: half of their values may round to 0.
-        return shift if shift > 0 and np.isfinite(np.log(values.min() + shift)) else np.nan
+    def _fit_copula(self, G):
+        """The knots of each encoded column's CDF, from its training values; a flagged cell
+        (missing, or at a point mass) is left out of its column's CDF."""
+        modelled = np.ones(G.shape, dtype=bool)
+        for indicator, j in self._flagged():
+            modelled[:, j] &= G[:, indicator] == 0
+        knots = [_cdf_knots(G[modelled[:, j], j], self.widths_[j]) for j in range(G.shape[1])]
+        self.knots_x_ = np.concatenate([x for x, _ in knots])
+        self.knots_u_ = np.concatenate([u for _, u in knots])
+        self.knot_ends_ = np.cumsum([len(x) for x, _ in knots])
+
+    def _copula(self, j):
+        start = self.knot_ends_[j - 1] if j else 0
+        end = self.knot_ends_[j]
+        return _CopulaColumn(self.knots_x_[start:end], self.knots_u_[start:end])
 
     @staticmethod
     def _auto_kind(name, dtype):
@@ -330,42 +451,29 @@ class TabularEncoder:
         return self.forward(self.grid(X))
 
     def forward(self, G):
-        E = G.copy()
-        logged = np.isfinite(self.shifts_)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            E[:, logged] = np.log(G[:, logged] + self.shifts_[logged])
-        # Below the log map's support: zero density (-inf), never NaN.
-        E[np.isnan(E)] = -np.inf
-        return E
+        return np.column_stack([self._copula(j).forward(G[:, j]) for j in range(G.shape[1])])
 
     def backward(self, E):
-        G = E.copy()
-        logged = np.isfinite(self.shifts_)
-        with np.errstate(over="ignore"):
-            G[:, logged] = np.exp(E[:, logged]) - self.shifts_[logged]
-        return G
+        return np.column_stack([self._copula(j).backward(E[:, j]) for j in range(E.shape[1])])
 
     def dequantize(self, E, rng):
-        """The rows the flow trains on: every cell filled by uniform noise, and the value of
-        a flagged cell (missing, or at a point mass) drawn from the column's other values
-        rather than left at one fill value, which would be a point mass of its own."""
-        G = self.backward(E)
-        # Only the cells changed here go through backward and forward again: a round
-        # trip of an untouched log-mapped cell near the float64 limit would overflow.
-        changed = np.broadcast_to(self.widths_ > 0, E.shape).copy()
+        """The rows the flow trains on: every cell filled by uniform noise, and the encoded
+        value of a flagged cell (missing, or at a point mass) drawn from N(0, 1), its
+        column's marginal, rather than left at one fill value, a point mass of its own."""
+        E = E.copy()
+        for j in np.flatnonzero(self.widths_ > 0):
+            copula = self._copula(j)
+            noise = rng.uniform(-0.5, 0.5, size=len(E)) * self.widths_[j]
+            E[:, j] = copula.forward(copula.backward(E[:, j]) + noise)
         for indicator, j in self._flagged():
-            flagged = G[:, indicator] == 1
-            u = rng.uniform(size=flagged.sum())
-            G[flagged, j] = _between_quantiles(u, self.quantiles_[j])
-            changed[flagged, j] = True
-        noise = rng.uniform(-0.5, 0.5, size=E.shape) * self.widths_ * CELL_FILL
-        return np.where(changed, self.forward(G + noise), E)
+            flagged = np.round(self._copula(indicator).backward(E[:, indicator])) == 1
+            E[flagged, j] = rng.standard_normal(flagged.sum())
+        return E
 
     def log_det(self, E):
         """Per row: log |dE/dg| + sum of the log cell widths (see the module notes)."""
-        logged = np.isfinite(self.shifts_)
-        cells = self.widths_ > 0
-        return -E[:, logged].sum(axis=1) + np.log(self.widths_[cells] * CELL_FILL).sum()
+        log_det = sum(self._copula(j).log_det(E[:, j]) for j in range(E.shape[1]))
+        return log_det + np.log(self.widths_[self.widths_ > 0]).sum()
 
     def inverse_transform(self, E, index=None):
         """A DataFrame of the fitted columns and dtypes from encoded columns E."""
@@ -399,6 +507,8 @@ class TabularEncoder:
                 return pd.Series(pd.Categorical.from_codes(codes, categories, ordered=ordered))
             values = pd.Series(np.array(categories + [np.nan], dtype=object)[codes], dtype=object)
         else:
+            if self.decimals_[j] is not None:  # k * step, written with the data's decimals
+                g = np.round(g, self.decimals_[j])
             values = pd.Series(g)
             if missing is not None:
                 values[missing] = np.nan

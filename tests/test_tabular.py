@@ -77,16 +77,80 @@ def test_inverse_transform_of_transform_gives_the_rows_back():
     np.testing.assert_allclose(back["x"], X["x"], atol=1e-3)
 
 
-def test_score_samples_is_finite_and_log_map_carries_the_jacobian():
+def test_score_samples_is_finite_and_carries_the_jacobian():
     X = mixed_table()
     model = fitted()
     scores = model.score_samples(X)
     assert scores.shape == (len(X),) and np.isfinite(scores).all()
-    # Scaling the positive, log-mapped column by c shifts the scores by -log c.
+    # Scaling a continuous column by c shifts the scores by -log c: a density in its units.
     c = 10.0
-    rescaled = LocalFlowMatching(**FAST).fit(X.assign(price=X["price"] * c))
-    shifted = rescaled.score_samples(X.assign(price=X["price"] * c))
+    rescaled = LocalFlowMatching(**FAST).fit(X.assign(share=X["share"] * c))
+    shifted = rescaled.score_samples(X.assign(share=X["share"] * c))
     np.testing.assert_allclose(shifted, scores - np.log(c), atol=1e-3)
+
+
+def test_float_columns_on_a_decimal_grid_are_discrete():
+    # price has 2 decimals: a cell of 0.01, scored as log P(cell) (scaling it changes no
+    # score) and sampled with 2 decimals; x and share have full precision: no cell.
+    X = mixed_table()
+    encoder = TabularEncoder().fit(X)
+    assert encoder.widths_[X.columns.get_loc("price")] == pytest.approx(0.01)
+    for name in ["x", "share"]:
+        assert encoder.widths_[X.columns.get_loc(name)] == 0, name
+    samples = fitted().sample(200, random_state=0)
+    np.testing.assert_array_equal(samples["price"], samples["price"].round(2))
+    tenfold = X.assign(price=(X["price"] * 10).round(1))  # on a grid of 0.1
+    rescaled = LocalFlowMatching(**FAST).fit(tenfold)
+    scores = fitted().score_samples(X)
+    np.testing.assert_allclose(rescaled.score_samples(tenfold), scores, atol=1e-3)
+
+
+def test_copula_log_det_is_the_derivative_of_the_encoding():
+    X = mixed_table()
+    encoder = TabularEncoder().fit(X)
+    rng = np.random.RandomState(0)
+    G = encoder.grid(X.iloc[:40])
+    continuous = encoder.widths_ == 0
+    # Inside, between and beyond the training values of the continuous columns.
+    low, high = G[:, continuous].min(axis=0), G[:, continuous].max(axis=0)
+    span = high - low
+    G[:, continuous] = rng.uniform(low - span, high + span, size=(len(G), continuous.sum()))
+    h = 1e-6 * np.maximum(np.abs(G), 1)
+    E = encoder.forward(G)
+    steps = np.eye(G.shape[1])
+    jacobian = np.stack(
+        [(encoder.forward(G + h * e) - encoder.forward(G - h * e)) / (2 * h) for e in steps], axis=2
+    )  # rows, dE_i, dg_j
+    sign, log_abs_det = np.linalg.slogdet(jacobian)
+    assert (sign > 0).all()
+    expected = log_abs_det + np.log(encoder.widths_[~continuous]).sum()
+    np.testing.assert_allclose(encoder.log_det(E), expected, rtol=1e-5)
+    np.testing.assert_allclose(encoder.backward(E), G, rtol=1e-9, atol=1e-9)
+
+
+def test_encoded_training_columns_are_standard_normal():
+    from scipy import stats
+
+    X = mixed_table(2000)
+    encoder = TabularEncoder().fit(X)
+    E = encoder.dequantize(encoder.transform(X), np.random.RandomState(0))
+    for j, name in enumerate(encoder.columns_):
+        assert stats.kstest(E[:, j], "norm").statistic < 0.03, name
+    # Without noise, a code sits in the middle of its category's share of N(0, 1).
+    town = X.columns.get_loc("town")
+    share = X["town"].value_counts(normalize=True).iloc[0]
+    first = encoder.transform(X)[X["town"] == encoder.categories_[town][0], town]
+    np.testing.assert_allclose(first, stats.norm.ppf(share / 2), atol=1e-3)
+
+
+def test_rows_beyond_the_training_range_score_finite():
+    X = mixed_table().iloc[:4].copy()
+    X["x"] = [-50.0, 50.0, 1e6, 0.0]
+    X["share"] = [-3.0, 2.0, 0.5, 40.0]
+    X["count"] = [-100, 1000, 0, 5]
+    scores = fitted().score_samples(X)
+    assert np.isfinite(scores).all()
+    assert (scores < fitted().score_samples(mixed_table()).min()).all()
 
 
 def test_score_includes_the_integer_cell_width():
