@@ -276,6 +276,12 @@ def _decode_object(node, decode):
         raise ValueError(f"class {node['class']!r} is not one that sklfm rebuilds")
     obj = cls.__new__(cls)
     obj.__dict__.update(_expect(decode(node["attributes"]), dict))
+    missing = [name for name in getattr(cls, "_required_state", ()) if name not in obj.__dict__]
+    if missing:
+        raise ValueError(
+            f"the stored {node['class']} lacks {missing}: the model was saved by an earlier "
+            "sklfm that encoded tables differently. Refit it with this version."
+        )
     return obj
 
 

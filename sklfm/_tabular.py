@@ -251,6 +251,10 @@ class TabularEncoder:
     missing : {"error", "indicator"}
     """
 
+    # Fitted state that encoders saved by an earlier sklfm (before the copula map) lack:
+    # loading such a model must fail clearly, not at its first use.
+    _required_state = ("knots_x_", "knots_u_", "knot_ends_", "decimals_")
+
     def __init__(self, categorical_features="auto", integer_features="auto", missing="error"):
         self.categorical_features = categorical_features
         self.integer_features = integer_features

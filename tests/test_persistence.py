@@ -411,6 +411,26 @@ def test_damaged_files_give_clear_errors(damage, match, density):
         sklfm.load(io.BytesIO(damage(_model_file(density))))
 
 
+def _drop_key(node, key):
+    """Remove `key` from every dict in a JSON tree."""
+    if isinstance(node, dict):
+        node.pop(key, None)
+        for value in node.values():
+            _drop_key(value, key)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_key(value, key)
+
+
+def test_typed_table_model_of_an_earlier_encoding_is_refused(df):
+    # A file from before the copula map: its table encoder has no knots.
+    typed = df.assign(kind=pd.Categorical(np.where(df["width"] > 0, "a", "b")))
+    model = LocalFlowMatching(**TINY).fit(typed)
+    data = _edit_meta(_model_file(model), lambda meta: _drop_key(meta, "knots_x_"))
+    with pytest.raises(ValueError, match=r"TabularEncoder lacks \['knots_x_'\].*Refit"):
+        sklfm.load(io.BytesIO(data))
+
+
 def test_flipped_byte_is_detected(density):
     data = bytearray(_model_file(density))
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
