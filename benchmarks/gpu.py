@@ -179,12 +179,10 @@ def source_line(filename, lineno):
 def peaks(device, cpu_threads, sizes):
     """Item 1: {(device kind, precision): FLOP/s}."""
     n, reps = sizes.get("matmul_size"), sizes["matmul_reps"]
-    out = {
-        ("gpu", "float32"): matmul_peak(torch.float32, None, n, reps, device),
-        ("gpu", "bfloat16"): matmul_peak(torch.bfloat16, None, n, reps, device),
-    }
+    out = {("gpu", "float32"): matmul_peak(torch.float32, None, n, reps, device)}
     with matmul_precision("high"):
-        out["gpu", "tf32"] = matmul_peak(torch.float32, None, n, reps, device)
+        out["gpu", "float32 with TF32"] = matmul_peak(torch.float32, None, n, reps, device)
+    out["gpu", "bfloat16"] = matmul_peak(torch.bfloat16, None, n, reps, device)
     for threads in cpu_threads:
         out[f"cpu{threads}", "float32"] = matmul_peak(torch.float32, threads, n, reps)
     speed.set_threads(1)
