@@ -87,11 +87,19 @@ def set_threads(n):
     threadpool_limits(n)
 
 
-def best_time(fn, reps):
+def synchronize(device):
+    """Wait for the work queued on `device` (CUDA runs asynchronously), so that host timers see it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_time(fn, reps, device="cpu"):
     best = math.inf
     for _ in range(reps):
+        synchronize(device)
         t0 = time.perf_counter()
         fn()
+        synchronize(device)
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -135,53 +143,67 @@ def load_baseline_core(rev):
 # --- 1. matmul peak ---
 
 
-def matmul_peak(dtype, threads, n=2048, reps=5):
-    set_threads(threads)
-    a = torch.randn(n, n, dtype=dtype)
-    b = torch.randn(n, n, dtype=dtype)
-    out = torch.empty(n, n, dtype=dtype)
+def matmul_peak(dtype, threads, n=None, reps=5, device="cpu"):
+    """FLOP/s of the best of `reps` n x n matmuls (n: 2048 on the CPU, 8192 on an accelerator).
+
+    `threads` None leaves the CPU thread count as it is.
+    """
+    if threads is not None:
+        set_threads(threads)
+    n = n or (2048 if torch.device(device).type == "cpu" else 8192)
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    out = torch.empty(n, n, dtype=dtype, device=device)
     torch.mm(a, b, out=out)
-    return 2 * n**3 / best_time(lambda: torch.mm(a, b, out=out), reps)
+    return 2 * n**3 / best_time(lambda: torch.mm(a, b, out=out), reps, device)
 
 
 # --- 2. training ---
 
 
-def training_throughput(cores, threads, steps, reps, d=10, n_rows=20000):
+def training_throughput(cores, threads, steps, reps, d=10, n_rows=20000, device="cpu", hidden=HIDDEN,
+                        batch=BATCH):
     """train_block with the default network and batch, for each core in `cores` (name: module).
 
     Returns ({name: dict(rows_per_s, flops, params, losses)}, best float32 matmul
-    FLOP/s). The cores and a matmul-peak probe take turns in every repeat, so
-    that changes in the machine's load hit them alike.
+    FLOP/s on `device`). The cores and a matmul-peak probe take turns in every
+    repeat, so that changes in the machine's load hit them alike. The data, the
+    block and the training generator are on `device`.
     """
     set_threads(threads)
-    data = torch.randn(n_rows, d, generator=torch.Generator().manual_seed(0))
+    data = torch.randn(n_rows, d, generator=torch.Generator().manual_seed(0)).to(device)
     runs, params, out = {}, None, {}
+
+    def new_block(module):
+        return module.Block.new(d, hidden, ACTIVATION, 0.15, torch.Generator().manual_seed(1)).to(device)
+
     for name, module in cores.items():
         settings = module.TrainSettings(
-            max_iter=steps, batch_size=BATCH, learning_rate=DEFAULTS["learning_rate"],
+            max_iter=steps, batch_size=batch, learning_rate=DEFAULTS["learning_rate"],
             interpolant=DEFAULTS["interpolant"],
         )
-        warm = module.Block.new(d, HIDDEN, ACTIVATION, 0.15, torch.Generator().manual_seed(1))
+        warm = new_block(module)
         params = sum(p.numel() for p in warm.parameters())
-        module.train_block(warm, data, module.TrainSettings(20, BATCH, 1e-3), torch.Generator())
+        warm_steps = module.TrainSettings(max(1, min(20, steps // 5)), batch, 1e-3)
+        module.train_block(warm, data, warm_steps, torch.Generator(device=device))
 
         def run(module=module, settings=settings):
-            fresh = module.Block.new(d, HIDDEN, ACTIVATION, 0.15, torch.Generator().manual_seed(1))
-            return module.train_block(fresh, data, settings, torch.Generator().manual_seed(2))
+            return module.train_block(new_block(module), data, settings, torch.Generator(device=device).manual_seed(2))
 
         runs[name] = run
     best = {name: math.inf for name in runs}
     losses = {}
     peak = 0.0
     for _ in range(reps):
-        peak = max(peak, matmul_peak(torch.float32, threads, reps=2))
+        peak = max(peak, matmul_peak(torch.float32, threads, reps=2, device=device))
         for name, run in runs.items():
+            synchronize(device)
             t0 = time.perf_counter()
             losses[name] = run()
+            synchronize(device)
             best[name] = min(best[name], time.perf_counter() - t0)
     for name, seconds in best.items():
-        rows_per_s = steps * min(BATCH, n_rows) / seconds
+        rows_per_s = steps * min(batch, n_rows) / seconds
         out[name] = dict(rows_per_s=rows_per_s, flops=6 * params * rows_per_s, params=params, losses=losses[name])
     return out, peak
 
@@ -217,7 +239,7 @@ def reference_log_prob(chain, x, solver, chunk_rows):
     """FlowChain.log_prob with the trace by autograd: same solver, steps and chunks."""
     parts = []
     for chunk in torch.split(x, chunk_rows):
-        logdet = torch.zeros(chunk.shape[0], dtype=chunk.dtype)
+        logdet = torch.zeros(chunk.shape[0], dtype=chunk.dtype, device=chunk.device)
         for block in chain.blocks:
             func = reference_velocity_and_divergence(block.net)
             chunk, block_logdet = core.ode.flow_with_logdet(
@@ -229,16 +251,16 @@ def reference_log_prob(chain, x, solver, chunk_rows):
 
 
 def reference_score_samples(model, X):
-    U = torch.tensor(model.standardizer_.transform(X), dtype=torch.float64)
+    U = torch.tensor(model.standardizer_.transform(X), dtype=torch.float64, device=model.device_)
     rows = model.chain_._chunk_rows(X.shape[1], U.device)
     log_prob = reference_log_prob(model.chain_, U, model._solver_settings(), rows)
-    return log_prob.numpy() + model.standardizer_.log_det_
+    return log_prob.cpu().numpy() + model.standardizer_.log_det_
 
 
-def scoring_comparison(d, n_rows, reps, baseline=None):
+def scoring_comparison(d, n_rows, reps, baseline=None, device="cpu"):
     rng = np.random.RandomState(d)
     X = rng.standard_normal((n_rows, d)) @ rng.standard_normal((d, d)) / math.sqrt(d)
-    model = LocalFlowMatching(max_iter=20, random_state=0, device="cpu").fit(X)
+    model = LocalFlowMatching(max_iter=20, random_state=0, device=device).fit(X)
     out = {}
 
     def ours():
@@ -397,16 +419,22 @@ def fit_times(X, sizes, max_iter):
 
 
 def memory_child(spec):
-    """Runs in the subprocess: fit a model, score `rows` rows, print JSON."""
+    """Runs in the subprocess: fit a model, score `rows` rows, print JSON.
+
+    On a CUDA device (spec["device"]) also the peak of torch's GPU allocations
+    while scoring (gpu_peak; None elsewhere).
+    """
     set_threads(spec["threads"])
+    device = torch.device(spec.get("device", "cpu"))
+    cuda = device.type == "cuda"
     rng = np.random.RandomState(0)
     d = spec["d"]
     A = rng.standard_normal((d, d)) / math.sqrt(d)
     model = LocalFlowMatching(
         hidden_layer_sizes=tuple(spec["hidden"]), step_sizes=tuple(spec["step_sizes"]),
         max_iter=spec["max_iter"], solver=spec["solver"], ode_steps=spec["ode_steps"],
-        random_state=0, device="cpu",
-    ).fit(rng.standard_normal((20000, d)) @ A)
+        random_state=0, device=device,
+    ).fit(rng.standard_normal((spec.get("fit_rows", 20000), d)) @ A)
     if spec.get("baseline"):
         # Score with the same weights through the baseline core's chain.
         model.chain_ = baseline_chain(load_baseline_core(spec["baseline"]), model.chain_)
@@ -414,6 +442,8 @@ def memory_child(spec):
     page = os.sysconf("SC_PAGE_SIZE")
     rss_before = int(open("/proc/self/statm").read().split()[1]) * page
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     scores = model.score_samples(X)
     seconds = time.perf_counter() - t0
@@ -421,7 +451,7 @@ def memory_child(spec):
     print(json.dumps(dict(
         seconds=seconds, rows_per_s=spec["rows"] / seconds, rss_before=rss_before,
         peak_before=peak_before, peak=peak, finite=bool(np.isfinite(scores).all()),
-        input_bytes=X.nbytes,
+        input_bytes=X.nbytes, gpu_peak=torch.cuda.max_memory_allocated(device) if cuda else None,
     )))
 
 

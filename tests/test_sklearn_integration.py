@@ -302,6 +302,14 @@ def test_cuda_fit_score_sample_and_pickle(X):
     assert os.environ.get("CUDA_VISIBLE_DEVICES", "") != "-1"
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_with_the_default_block_schedule(X):
+    # step_sizes="auto" scores a Gaussian probe after each block, on the fit's device.
+    model = LocalFlowMatching(**{**TINY, "step_sizes": "auto", "device": "cuda"}).fit(X)
+    assert len(model.probe_scores_) == len(model.step_sizes_) + 1
+    assert np.isfinite(model.probe_scores_).all()
+
+
 def test_tags_are_truthful():
     from sklearn.utils import get_tags
 

@@ -73,7 +73,7 @@ def gaussian_probe(fit_rows, held_out, log_det):
     # One row (a two-row table with a validation row): its zero spread, not NaN.
     correction = 1 if fit_rows.shape[0] > 1 else 0
     cov = torch.cov(fit_rows.T, correction=correction).reshape(d, d)
-    cov = cov + 1e-9 * torch.eye(d, dtype=torch.float64)
+    cov = cov + 1e-9 * torch.eye(d, dtype=torch.float64, device=cov.device)
     chol = torch.linalg.cholesky(cov)
     centred = (held_out.to(torch.float64) - mean).T
     whitened = torch.linalg.solve_triangular(chol, centred, upper=False)
