@@ -305,7 +305,10 @@ LocalFlowMatching's KS moves by about 0.005, TV by 0.002, assoc by 0.004, TSTR b
   indicator cells gave TV 0.074 / 0.051 / 0.036 / 0.026, assoc 0.076 / 0.077 / 0.081 / 0.085,
   TSTR 0.760 / 0.749 / 0.732 / 0.691. No share wins both; whole cells keep every encoded
   column exactly N(0, 1) and were kept. A Gaussian copula fitted on the same encoded, filled
-  columns (no flow) also loses the dependence (assoc 0.093, TSTR 0.727).
+  columns (no flow) also loses the dependence (assoc 0.093, TSTR 0.727). More training does
+  not bring it back (defaults: 1 block, 4,450 steps, assoc 0.088, TSTR 0.696; 3 OU blocks x
+  3,000 steps: 0.084, 0.703; global FM, 6,000 steps: 0.080, 0.701; n_iter_no_change=30:
+  0.086, 0.706).
 - Tried and not kept: whitening the normal scores with their correlation matrix (a full
   Gaussian copula in front of the flow): worse on both tables (diamonds KS / assoc / TSTR
   0.038 / 0.041 / 0.566 against 0.032 / 0.032 / 0.598 without; credit_data TSTR 0.686 against
