@@ -143,7 +143,9 @@ def markdown(rows, command, header):
         "on the same training rows with `random_state=0` and one torch thread. Metric: mean test "
         "log-likelihood per dimension, nats (higher is better). *defaults* = `LocalFlowMatching()` "
         "(data-driven block count, `max_iter='auto'`, early stopping on 10 % of the rows); grid "
-        "points keep the other defaults and train every step (no early stopping). "
+        "points keep the other defaults and train every step (no early stopping). Blocks: OU "
+        "blocks kept; steps: gradient steps of all blocks (`n_iter_`), those of an OU block that "
+        "the defaults trained and dropped included. "
         "Gap = grid best - defaults (goal: <= 0.05). POWER is in the MAF standardized space; "
         "house_16H after log1p of its non-negative columns; ADBench tables: inliers only, raw "
         "columns.",
