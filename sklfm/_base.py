@@ -1,6 +1,5 @@
 """The scikit-learn facade shared by the public estimators: parameters, validation, fit."""
 
-import dataclasses
 import os
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -36,8 +35,10 @@ from .core import (
 # clipped to [AUTO_MIN_ITER + AUTO_ITER_PER_FEATURE * n_features, AUTO_MAX_ITER];
 # the free block, which carries the data all the way to N(0, I), gets
 # AUTO_FREE_SCALE times that. Early stopping ends most blocks of small tables
-# well before their cap.
-AUTO_EPOCHS = 100
+# well before their cap. 100 passes stopped the first blocks of 10,000-row tables
+# short of what they could use, and more, weaker blocks followed (issue 8 in
+# docs/benchmarks.md).
+AUTO_EPOCHS = 300
 AUTO_MIN_ITER = 1000
 AUTO_ITER_PER_FEATURE = 100
 AUTO_MAX_ITER = 5_000
@@ -46,6 +47,9 @@ AUTO_FREE_SCALE = 2.5
 MAX_VALIDATION_ROWS = 4096
 # Early-stopping checks: every this many steps.
 CHECK_INTERVAL = 50
+# After early stopping's plateau, the learning rate decays to its floor over this
+# share of max_iter before the block stops (see TrainSettings.cooldown).
+COOLDOWN_FRACTION = 0.2
 
 
 def auto_max_iter(n_rows, n_features, batch_size):
@@ -253,16 +257,20 @@ class BaseLocalFlowMatching(BaseEstimator):
             if self.max_iter == "auto"
             else (self.max_iter, self.max_iter)
         )
-        train = TrainSettings(
-            max_iter=max_iter,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            interpolant=self.interpolant,
-            check_interval=CHECK_INTERVAL,
-            n_iter_no_change=self.n_iter_no_change if self.early_stopping else None,
-            tol=self.tol,
-        )
-        return train, dataclasses.replace(train, max_iter=free_max_iter)
+
+        def settings(steps):
+            return TrainSettings(
+                max_iter=steps,
+                batch_size=self.batch_size,
+                learning_rate=self.learning_rate,
+                interpolant=self.interpolant,
+                check_interval=CHECK_INTERVAL,
+                n_iter_no_change=self.n_iter_no_change if self.early_stopping else None,
+                tol=self.tol,
+                cooldown=int(COOLDOWN_FRACTION * steps) if self.early_stopping else 0,
+            )
+
+        return settings(max_iter), settings(free_max_iter)
 
     # --- fitting ---
 
@@ -358,7 +366,7 @@ class BaseLocalFlowMatching(BaseEstimator):
         # One progress log: rank 0's (every rank trains the same model).
         verbose = self.verbose if rows.rank == 0 else 0
         with ProgressLog(verbose, min(self.batch_size, rows.n_rows)) as reporter:
-            chain, histories, probe_scores = train_chain(
+            chain, histories, probe_scores, dropped = train_chain(
                 data,
                 schedule,
                 network=dict(hidden_layer_sizes=hidden, activation=self.activation),
@@ -392,8 +400,8 @@ class BaseLocalFlowMatching(BaseEstimator):
         self.loss_curve_ = [r[0] for r in records]
         self.validation_scores_ = [r[1] for r in records]
         self.n_iter_per_block_ = [int(r[2]) for r in records]
-        # An int, as scikit-learn's checks expect of n_iter_.
-        self.n_iter_ = sum(self.n_iter_per_block_)
+        # An int, as scikit-learn's checks expect of n_iter_; a dropped block's steps count.
+        self.n_iter_ = sum(self.n_iter_per_block_) + (0 if dropped is None else int(dropped.n_iter))
         self.probe_scores_ = list(probe_scores)
         self.device_ = device
         self._fit_versions = _persistence.versions()

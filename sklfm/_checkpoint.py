@@ -100,22 +100,25 @@ def _to_plain(progress):
             "generator": progress.generator,
             "init_generator": progress.init_generator,
             "current": None if current is None else dict(vars(current)),
+            "dropped": None if progress.dropped is None else _plain_history(progress.dropped),
         }
     )
 
 
+def _history_from_plain(h):
+    return BlockHistory(h["losses"].numpy(), h["validation_losses"].numpy(), h["n_iter"])
+
+
 def _from_plain(plain, device):
-    histories = [
-        BlockHistory(h["losses"].numpy(), h["validation_losses"].numpy(), h["n_iter"])
-        for h in plain["histories"]
-    ]
-    current = plain["current"]
+    histories = [_history_from_plain(h) for h in plain["histories"]]
+    current, dropped = plain["current"], plain.get("dropped")
     return ChainProgress(
         blocks=[_block_from_plain(b).to(device) for b in plain["blocks"]],
         histories=histories,
         generator=plain["generator"],
         init_generator=plain["init_generator"],
         current=None if current is None else BlockProgress(**current),
+        dropped=None if dropped is None else _history_from_plain(dropped),
     )
 
 

@@ -53,9 +53,11 @@ class LocalFlowMatching(
         geometric rule h_k = 0.15 * 1.3**k of the reference POWER run, and
         another block is added while the last one raised the held-out
         log-likelihood of "blocks so far + a Gaussian fitted to the pushed
-        rows" by at least 0.02 nats per dimension, up to 8 blocks
-        (``probe_scores_`` records those values). Far-from-Gaussian data get
-        more blocks, near-Gaussian data fewer.
+        rows" by at least 0.05 nats per dimension, up to 8 blocks
+        (``probe_scores_`` records those values). The block that did not
+        raise it that much is dropped, the first one included: far-from-Gaussian
+        data get more blocks, near-Gaussian data fewer or none (global flow
+        matching).
     hidden_layer_sizes : tuple of int, default=(128, 128, 128)
         Hidden widths of each block's velocity MLP on [t, x].
     activation : {"softplus", "silu", "elu", "tanh", "relu"}, default="softplus"
@@ -69,7 +71,7 @@ class LocalFlowMatching(
         trigonometric path stays the default.
     max_iter : int or "auto", default="auto"
         Gradient steps per block, at most (see ``early_stopping``). "auto"
-        gives each OU block 100 passes over the training rows, at least
+        gives each OU block 300 passes over the training rows, at least
         1000 + 100 * n_features steps and at most 5,000, and the free block,
         which carries the data all the way to N(0, I), 2.5 times as many.
         Early stopping ends most blocks of small tables well before that.
@@ -84,12 +86,17 @@ class LocalFlowMatching(
         each block's flow-matching loss on them every 50 steps, with noise
         and times drawn once per block; a block stops when that loss has not
         improved by a fraction ``tol`` for ``n_iter_no_change`` checks in a
-        row, and keeps its best weights (as MLPRegressor does). The held-out
-        rows also serve the "auto" step schedule.
+        row, and keeps its best weights (as MLPRegressor does). That plateau
+        does not stop the block at once: its learning rate first decays along
+        a cosine to its floor over 20 % of ``max_iter`` more steps (when that
+        ends before ``max_iter``), as at the end of a full schedule, which
+        gains most of the full schedule's likelihood in fewer steps. The
+        held-out rows also serve the "auto" step schedule.
     validation_fraction : float, default=0.1
         Share of the rows held out when ``early_stopping`` is on.
     n_iter_no_change : int, default=10
-        Checks without improvement before a block stops.
+        Checks without improvement before a block's learning rate cools down
+        and it stops (see ``early_stopping``).
     tol : float, default=1e-4
         Relative improvement of the validation loss that counts; relative
         because flow-matching losses differ in scale from block to block.
@@ -97,8 +104,9 @@ class LocalFlowMatching(
         On refit, keep the fitted OU blocks and the column preprocessing and
         train only what is new: OU blocks that ``step_sizes`` adds after the
         fitted ones (it must start with ``step_sizes_``), or that the "auto"
-        rule still finds worth adding, then a new free block. When nothing is
-        added, the fitted model is left as it is.
+        rule finds worth adding (it trains one more candidate block and keeps
+        it only if it pays), then a new free block. When nothing is added,
+        the fitted model is left as it is.
     solver : {"rk4", "midpoint", "euler"}, default="rk4"
         Fixed-step ODE method used for pushing, pulling and scoring.
     ode_steps : int, default=8
@@ -203,11 +211,12 @@ class LocalFlowMatching(
     n_iter_per_block_ : list of int
         Gradient steps run in each block.
     n_iter_ : int
-        Gradient steps run in all blocks together.
+        Gradient steps run in all blocks together, those of an OU block that
+        ``step_sizes="auto"`` trained and dropped included.
     probe_scores_ : list of float
         With ``step_sizes="auto"``: the held-out log-likelihood per
-        dimension of "first k blocks + a fitted Gaussian", k = 0, 1, ...;
-        empty for explicit step sizes.
+        dimension of "first k blocks + a fitted Gaussian", k = 0, 1, ... for
+        the kept blocks; empty for explicit step sizes.
     device_ : torch.device
         Device the model was trained and is evaluated on.
     students_ : sklfm.core.StudentChain or None

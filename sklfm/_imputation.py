@@ -92,7 +92,8 @@ class LocalFlowMatchingImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstim
     validation_scores_ : list of ndarray
         Negated validation loss at each check, one array per block.
     n_iter_ : int
-        Gradient steps run in all blocks together.
+        Gradient steps run in all blocks together (with ``step_sizes="auto"``,
+        those of a dropped OU block included).
     device_ : torch.device
         Device the model was trained and is evaluated on.
     n_features_in_ : int
@@ -216,7 +217,7 @@ class LocalFlowMatchingImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstim
             return None if rows is None else _runtime.to_tensor(rows, device, dtype)
 
         with ProgressLog(lfm.verbose, min(lfm.batch_size, len(data))) as reporter:
-            chain, histories, _ = train_chain(
+            chain, histories, _, dropped = train_chain(
                 tensor(data),
                 schedule,
                 network=dict(hidden_layer_sizes=hidden, activation=lfm.activation),
@@ -238,7 +239,7 @@ class LocalFlowMatchingImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstim
         self.step_sizes_ = tuple(b.step_size for b in chain.blocks[:-1])
         self.loss_curve_ = [h.losses for h in histories]
         self.validation_scores_ = [-h.validation_losses for h in histories]
-        self.n_iter_ = int(sum(h.n_iter for h in histories))
+        self.n_iter_ = int(sum(h.n_iter for h in histories)) + (dropped.n_iter if dropped else 0)
         self.device_ = device
 
     @staticmethod

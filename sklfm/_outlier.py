@@ -236,7 +236,8 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
     validation_fraction : float, default=0.1
         Share of the rows held out when ``early_stopping`` is on.
     n_iter_no_change : int, default=10
-        Checks (every 50 steps) without improvement before a block stops.
+        Checks (every 50 steps) without improvement before a block cools down
+        and stops; see :class:`~sklfm.LocalFlowMatching`.
     tol : float, default=1e-4
         Relative improvement of the validation loss that counts.
     warm_start : bool, default=False
@@ -292,7 +293,8 @@ class LocalFlowMatchingOutlierDetector(OutlierMixin, BaseLocalFlowMatching):
     n_iter_per_block_ : list of int
         Gradient steps run in each block.
     n_iter_ : int
-        Gradient steps run in all blocks together.
+        Gradient steps run in all blocks together (with ``step_sizes="auto"``,
+        those of a dropped OU block included).
     probe_scores_ : list of float
         With ``step_sizes="auto"``: the held-out log-likelihood per dimension
         behind the choice of the number of blocks (see LocalFlowMatching).

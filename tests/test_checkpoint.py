@@ -111,6 +111,30 @@ def test_interrupted_fit_resumes_to_the_same_model(X, reference, tmp_path, monke
     assert not list(tmp_path.iterdir())
 
 
+def test_fit_resumes_after_the_auto_schedule_dropped_a_block(tmp_path, monkeypatch, every_check):
+    X = np.random.RandomState(0).normal(size=(400, 2))
+    params = {**PARAMS, "step_sizes": "auto"}
+    counter = _StepCounter(monkeypatch)
+    reference = LocalFlowMatching(**params).fit(X)
+    # On Gaussian rows the first OU block does not raise the held-out likelihood:
+    # it was trained, then dropped, and the chain closed with the free block.
+    assert reference.step_sizes_ == () and len(reference.probe_scores_) == 1
+    dropped = counter.calls - sum(reference.n_iter_per_block_)
+    # n_iter_ counts the dropped block's steps.
+    assert dropped > 0 and reference.n_iter_ == counter.calls
+    counter.calls, counter.at = 0, dropped + 120
+    with pytest.raises(KeyboardInterrupt):
+        LocalFlowMatching(**params, checkpoint_dir=tmp_path).fit(X)
+    stored = _stored(tmp_path)["progress"]
+    assert stored["dropped"]["n_iter"] == dropped and stored["blocks"] == []
+    assert stored["current"]["step"] == 100
+    counter.calls, counter.at = 0, None
+    model = LocalFlowMatching(**params, checkpoint_dir=tmp_path).fit(X)
+    _assert_same_model(model, reference, X)
+    assert model.n_iter_ == reference.n_iter_
+    assert counter.calls == sum(reference.n_iter_per_block_) - 100
+
+
 def test_interrupted_refit_keeps_the_previous_model(X, reference, monkeypatch):
     model = pickle.loads(pickle.dumps(reference))
     _StepCounter(monkeypatch, at=30)

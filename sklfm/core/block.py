@@ -25,7 +25,10 @@ class TrainSettings:
     With `n_iter_no_change` set, the flow-matching loss on the validation rows
     is checked every `check_interval` steps; training stops once it has not
     improved by a fraction `tol` of the best loss for `n_iter_no_change`
-    checks in a row, and the best weights are kept.
+    checks in a row, and the best weights are kept. With `cooldown` steps,
+    that plateau does not stop training at once: the learning rate first
+    decays along a cosine to its floor over `cooldown` more steps (when that
+    ends before `max_iter`), as it would have at the end of the full schedule.
     """
 
     max_iter: int
@@ -35,6 +38,7 @@ class TrainSettings:
     check_interval: int = 50
     n_iter_no_change: int | None = None
     tol: float = 1e-3
+    cooldown: int = 0
 
 
 @dataclass
@@ -112,6 +116,16 @@ def adam_with_cosine(net, learning_rate, max_iter):
         optimizer, T_max=max_iter, eta_min=0.01 * learning_rate
     )
     return optimizer, scheduler
+
+
+def _restart_cosine(scheduler, n_steps):
+    """Make a CosineAnnealingLR decay from the current learning rate to its floor in n_steps.
+
+    Its update is recursive in the current rate, so a fresh half-period from
+    here is T_max = n_steps counted from step 0; the state stays in its state_dict.
+    """
+    scheduler.T_max = n_steps
+    scheduler.last_epoch = 0
 
 
 class _BlockLoss:
@@ -221,7 +235,9 @@ def train_block(
         if on_check is not None:
             recent = run.losses[max(0, run.step - settings.check_interval) : run.step].mean()
             on_check(run.step, recent.item(), validation_loss)
-        if run.stopper is not None and run.stopper.should_stop(validation_loss):
+        if run.stopper is not None and run.stopper.should_stop(
+            validation_loss, run.step, run.scheduler
+        ):
             break
         if run.step < settings.max_iter:
             good = run.progress()
@@ -363,29 +379,43 @@ class _EarlyStopping:
         self.net = net
         self.patience = settings.n_iter_no_change
         self.tol = settings.tol
+        self.cooldown, self.max_iter = settings.cooldown, settings.max_iter
         self.best = float("inf")
         self.best_weights = None
         self.bad_checks = 0
+        self.stop_at = None  # the step a cool-down ends at, once one has begun
 
-    def should_stop(self, loss):
+    def should_stop(self, loss, step, scheduler):
+        """Whether training stops after this check; may begin the cool-down (see TrainSettings)."""
         # Flow-matching losses are >= 0, so a relative tolerance is well defined.
+        significant = loss < self.best * (1.0 - self.tol)
         if loss < self.best:
-            significant = loss < self.best * (1.0 - self.tol)
             self.best = loss
             self.best_weights = [p.detach().clone() for p in self.net.parameters()]
-            if significant:
-                self.bad_checks = 0
-                return False
-        self.bad_checks += 1
-        return self.bad_checks >= self.patience
+        self.bad_checks = 0 if significant else self.bad_checks + 1
+        if self.stop_at is not None:
+            return step >= self.stop_at
+        if self.bad_checks < self.patience:
+            return False
+        if not self.cooldown:
+            return True
+        if step + self.cooldown >= self.max_iter:
+            return False  # the full schedule decays as soon: train on to max_iter
+        self.stop_at = step + self.cooldown
+        _restart_cosine(scheduler, self.cooldown)
+        return False
 
     def state(self):
-        return {"best": self.best, "best_weights": self.best_weights, "bad_checks": self.bad_checks}
+        return {
+            "best": self.best, "best_weights": self.best_weights,
+            "bad_checks": self.bad_checks, "stop_at": self.stop_at,
+        }
 
     def load_state(self, state):
         self.best, self.best_weights, self.bad_checks = (
             state["best"], state["best_weights"], state["bad_checks"]
         )
+        self.stop_at = state.get("stop_at")
 
     def restore_best(self):
         if self.best_weights is not None:

@@ -146,9 +146,11 @@ def train_chain(
     and probe rows) are pushed through it to become the next block's data
     side. `kept_blocks` are OU blocks already trained (warm start): the rows
     pass through them and training resumes after them; `kept_free_block` is
-    reused when no new OU block was added. `probe` holds held-out rows for an
-    AutoSchedule (see schedule.gaussian_probe). `free_train`, if given, are
-    the free block's TrainSettings (`train` otherwise). `reporter`, if given,
+    reused when no new OU block was kept. `probe` holds held-out rows for an
+    AutoSchedule (see schedule.gaussian_probe); an OU block the schedule does
+    not keep is removed with its probe score, and the chain closes.
+    `free_train`, if given, are the free block's TrainSettings (`train`
+    otherwise). `reporter`, if given,
     gets `block_started(index, block, max_iter)`, `checked(step, loss,
     validation_loss)` and `block_finished(index, block, history)`. `rows` (a
     shards.ShardedRows) says that `data` is this rank's shard of the training
@@ -165,8 +167,9 @@ def train_chain(
     (True); a ChainProgress passed as `resume` (with the same arguments
     otherwise) continues the run from it and ends with the same chain.
 
-    Returns the chain, the BlockHistory of each block trained here, and the
-    probe scores (empty when the schedule needs none).
+    Returns the chain, the BlockHistory of each block trained here and kept,
+    the probe scores (empty when the schedule needs none), and the
+    BlockHistory of the OU block the schedule dropped (None if none was).
     """
     rows = LocalRows(len(data)) if rows is None else rows
     n_features = data.shape[1] - n_conditions
@@ -197,10 +200,11 @@ def train_chain(
             score_probe()
 
     blocks, histories = [], []
+    dropped = None if resume is None else resume.dropped
 
     def progress(current=None):
         return ChainProgress(
-            list(blocks), list(histories), generator.get_state(), init.get_state(), current
+            list(blocks), list(histories), generator.get_state(), init.get_state(), current, dropped
         )
 
     def train_new(step_size, resume_block=None):
@@ -250,13 +254,22 @@ def train_chain(
         generator.set_state(resume.generator)
         init.set_state(resume.init_generator)
         resume_block = resume.current
-    while (step_size := schedule.next_step(len(blocks), probe_scores)) is not None:
+    while dropped is None:
+        step_size = schedule.next_step(len(blocks), probe_scores)
+        if step_size is None:
+            break
+        # The rows before the block, should the schedule drop it.
+        before = data, validation, probe, probe_log_det
         advance(train_new(step_size, resume_block))
         resume_block = None
+        if not schedule.keeps_last(probe_scores):
+            del blocks[-1], probe_scores[-1]
+            dropped = histories.pop()
+            data, validation, probe, probe_log_det = before
         if on_progress is not None:
             on_progress(progress(), True)
     if kept_free_block is not None and len(blocks) == n_kept:
         blocks.append(kept_free_block)
     else:
         train_new(None, resume_block)
-    return FlowChain(blocks), histories, probe_scores
+    return FlowChain(blocks), histories, probe_scores, dropped

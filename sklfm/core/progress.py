@@ -34,3 +34,5 @@ class ChainProgress:
     generator: torch.Tensor  # training generator state after the last finished block
     init_generator: torch.Tensor  # state of the generator that initialises new blocks
     current: BlockProgress | None = None
+    # BlockHistory of the OU block the schedule dropped; once set, no more OU blocks.
+    dropped: object = None
