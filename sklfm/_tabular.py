@@ -310,7 +310,8 @@ class TabularEncoder:
             decimals = 0 if kind == INTEGER else _decimals(values)
             width = 0.0
             if decimals is not None:
-                width = _grid_step(values * 10.0**decimals) / 10.0**decimals
+                # Rounded: 0.29 * 100 is 28.999999999999996, whose gaps have no integer gcd.
+                width = _grid_step(np.round(values * 10.0**decimals)) / 10.0**decimals
             self.decimals_.append(decimals)
             at_min = values == values.min()
             if ATOM_SHARE <= at_min.mean() < 1:

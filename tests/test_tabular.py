@@ -105,6 +105,15 @@ def test_float_columns_on_a_decimal_grid_are_discrete():
     np.testing.assert_allclose(rescaled.score_samples(tenfold), scores, atol=1e-3)
 
 
+def test_decimal_grid_holds_every_training_value():
+    # 0.29 * 100 is not an integer in float64; the grid must still be 0.01 apart from 0.23,
+    # so that every training value is decoded as itself.
+    X = pd.DataFrame({"x": [0.23, 0.29, 0.33, 0.23], "c": ["a", "b", "a", "b"]})
+    encoder = TabularEncoder().fit(X)
+    assert encoder.widths_[0] == pytest.approx(0.02)
+    pd.testing.assert_frame_equal(encoder.inverse_transform(encoder.transform(X)), X)
+
+
 def test_copula_log_det_is_the_derivative_of_the_encoding():
     X = mixed_table()
     encoder = TabularEncoder().fit(X)
