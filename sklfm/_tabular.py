@@ -35,7 +35,14 @@ Encoding (the grid value g of a row, then E = phi(g)):
   value has a finite E.
 
 The flow trains on E with every cell filled by uniform noise (dequantization),
-which keeps each encoded column marginally N(0, 1).
+which keeps each encoded column marginally N(0, 1). The fill is stratified and
+ordered: a cell of n training rows gets one uniform point in each of its n
+equal strata, handed out in the order of a draw of the column from its linear
+Gaussian conditional given the other encoded columns. Where a row sits in its
+cell then follows the other columns, as a latent variable behind a category
+would, instead of being independent noise that the flow would have to model as
+sharp steps between cells; that independence washed out the dependence between
+discrete and other columns (benchmarks/synthetic.py, credit_data).
 Decoding inverts phi, rounds codes and grid values to their grid (and floats
 on a grid to their decimals) and clips every numeric column to its training
 range, so samples are valid values of the table.
@@ -199,6 +206,32 @@ def _ndtri(u):
 
 def _log_phi(E):
     return -0.5 * E**2 - 0.5 * np.log(2 * np.pi)
+
+
+def _linear_predictions(E, rng):
+    """Each column's least-squares prediction from the other columns (a small ridge)."""
+    centred = E - E.mean(axis=0)
+    precision = np.linalg.inv(np.cov(centred, rowvar=False, bias=True).reshape(E.shape[1], -1)
+                              + 1e-3 * np.eye(E.shape[1]))
+    residual = 1 / np.diag(precision)
+    return E - centred @ precision * residual + np.sqrt(residual) * rng.standard_normal(E.shape)
+
+
+def _ranked_offsets(g, proxy, rng):
+    """Offsets in [-0.5, 0.5) within each cell (rows of equal g), increasing with `proxy`.
+
+    Within a cell of n rows the offsets are (rank + U) / n - 0.5 with U uniform: together
+    exactly a uniform fill, placed so that the position in the cell follows the other columns.
+    """
+    n = len(g)
+    u = rng.uniform(size=n)
+    order = np.lexsort((u, proxy, g))
+    starts = np.r_[0, np.flatnonzero(np.diff(g[order])) + 1]
+    counts = np.diff(np.r_[starts, n])
+    group = np.repeat(np.arange(len(starts)), counts)
+    offsets = np.empty(n)
+    offsets[order] = (np.arange(n) - starts[group] + u[order]) / counts[group] - 0.5
+    return offsets
 
 
 class _CopulaColumn:
@@ -462,14 +495,17 @@ class TabularEncoder:
         return np.column_stack([self._copula(j).backward(E[:, j]) for j in range(E.shape[1])])
 
     def dequantize(self, E, rng):
-        """The rows the flow trains on: every cell filled by uniform noise, and the encoded
-        value of a flagged cell (missing, or at a point mass) drawn from N(0, 1), its
-        column's marginal, rather than left at one fill value, a point mass of its own."""
+        """The rows the flow trains on: every cell filled by uniform noise ordered by the
+        other columns (see the module notes), and the encoded value of a flagged cell
+        (missing, or at a point mass) drawn from N(0, 1), its column's marginal, rather
+        than left at one fill value, a point mass of its own."""
         E = E.copy()
-        for j in np.flatnonzero(self.widths_ > 0):
+        cells = np.flatnonzero(self.widths_ > 0)
+        proxies = _linear_predictions(E, rng)
+        for j in cells:
             copula = self._copula(j)
-            noise = rng.uniform(-0.5, 0.5, size=len(E)) * self.widths_[j]
-            E[:, j] = copula.forward(copula.backward(E[:, j]) + noise)
+            g = copula.backward(E[:, j])
+            E[:, j] = copula.forward(g + self.widths_[j] * _ranked_offsets(g, proxies[:, j], rng))
         for indicator, j in self._flagged():
             flagged = np.round(self._copula(indicator).backward(E[:, indicator])) == 1
             E[flagged, j] = rng.standard_normal(flagged.sum())

@@ -152,6 +152,33 @@ def test_encoded_training_columns_are_standard_normal():
     np.testing.assert_allclose(first, stats.norm.ppf(share / 2), atol=1e-3)
 
 
+def test_fill_is_one_uniform_draw_per_stratum_of_each_cell():
+    from sklfm._tabular import _ranked_offsets
+
+    rng = np.random.RandomState(0)
+    g = rng.choice([0.0, 1.0, 5.0], 500)
+    offsets = _ranked_offsets(g, rng.normal(size=500), rng)
+    for value in np.unique(g):
+        cell = np.sort(offsets[g == value] + 0.5)
+        # The n rows of a cell hold one point in each of its n equal strata: uniform fill.
+        np.testing.assert_array_equal(np.floor(cell * len(cell)), np.arange(len(cell)))
+
+
+def test_fill_follows_the_other_columns():
+    # A category that shifts x: within a cell, rows with larger x sit higher, as a latent
+    # variable behind the category would; an independent fill would leave them unrelated.
+    rng = np.random.RandomState(0)
+    x = rng.normal(size=3000)
+    X = pd.DataFrame({"x": x, "level": pd.Categorical(np.where(x + rng.normal(size=3000) > 0, "hi", "lo"))})
+    encoder = TabularEncoder().fit(X)
+    E = encoder.dequantize(encoder.transform(X), np.random.RandomState(1))
+    level = X.columns.get_loc("level")
+    for code in ("hi", "lo"):
+        inside = (X["level"] == code).to_numpy()
+        within = np.corrcoef(E[inside, level], x[inside])[0, 1]
+        assert within * np.sign(np.corrcoef(E[:, level], x)[0, 1]) > 0.2, code
+
+
 def test_rows_beyond_the_training_range_score_finite():
     X = mixed_table().iloc[:4].copy()
     X["x"] = [-50.0, 50.0, 1e6, 0.0]
