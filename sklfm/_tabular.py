@@ -208,24 +208,28 @@ def _log_phi(E):
     return -0.5 * E**2 - 0.5 * np.log(2 * np.pi)
 
 
-def _linear_predictions(E, rng):
-    """Each column's least-squares prediction from the other columns (a small ridge)."""
+def _conditional_draws(E, columns, rng):
+    """A draw of each of `columns` of E from its linear Gaussian conditional given the other
+    columns: the least-squares prediction (a small ridge) plus noise of the residual variance."""
+    noise = rng.standard_normal(E.shape)[:, columns]
+    if len(E) == 0:
+        return noise
     centred = E - E.mean(axis=0)
-    precision = np.linalg.inv(np.cov(centred, rowvar=False, bias=True).reshape(E.shape[1], -1)
-                              + 1e-3 * np.eye(E.shape[1]))
-    residual = 1 / np.diag(precision)
-    return E - centred @ precision * residual + np.sqrt(residual) * rng.standard_normal(E.shape)
+    covariance = np.cov(centred, rowvar=False, bias=True).reshape(E.shape[1], -1)
+    precision = np.linalg.inv(covariance + 1e-3 * np.eye(E.shape[1]))[:, columns]
+    residual = 1 / precision[columns, np.arange(len(columns))]
+    return E[:, columns] - centred @ precision * residual + np.sqrt(residual) * noise
 
 
-def _ranked_offsets(g, proxy, rng):
-    """Offsets in [-0.5, 0.5) within each cell (rows of equal g), increasing with `proxy`.
+def _ranked_offsets(g, order_by, rng):
+    """Offsets in [-0.5, 0.5) within each cell (rows of equal g), increasing with `order_by`.
 
     Within a cell of n rows the offsets are (rank + U) / n - 0.5 with U uniform: together
     exactly a uniform fill, placed so that the position in the cell follows the other columns.
     """
     n = len(g)
     u = rng.uniform(size=n)
-    order = np.lexsort((u, proxy, g))
+    order = np.lexsort((u, order_by, g))
     starts = np.r_[0, np.flatnonzero(np.diff(g[order])) + 1]
     counts = np.diff(np.r_[starts, n])
     group = np.repeat(np.arange(len(starts)), counts)
@@ -501,11 +505,11 @@ class TabularEncoder:
         than left at one fill value, a point mass of its own."""
         E = E.copy()
         cells = np.flatnonzero(self.widths_ > 0)
-        proxies = _linear_predictions(E, rng)
-        for j in cells:
+        draws = _conditional_draws(E, cells, rng)
+        for j, draw in zip(cells, draws.T):
             copula = self._copula(j)
             g = copula.backward(E[:, j])
-            E[:, j] = copula.forward(g + self.widths_[j] * _ranked_offsets(g, proxies[:, j], rng))
+            E[:, j] = copula.forward(g + self.widths_[j] * _ranked_offsets(g, draw, rng))
         for indicator, j in self._flagged():
             flagged = np.round(self._copula(indicator).backward(E[:, indicator])) == 1
             E[flagged, j] = rng.standard_normal(flagged.sum())
