@@ -36,6 +36,16 @@ def test_same_integer_seed_gives_identical_fits(X):
         assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def test_a_callers_autocast_does_not_reach_training(X):
+    # Training keeps its float32: a bfloat16 autocast around fit and distill changes nothing.
+    plain = LocalFlowMatching(**PARAMS).fit(X).distill(max_iter=20, random_state=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = LocalFlowMatching(**PARAMS).fit(X).distill(max_iter=20, random_state=0)
+    a, b = _outputs(plain, X), _outputs(autocast, X)
+    for key in a:
+        assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def test_refit_is_identical(X):
     model = LocalFlowMatching(**PARAMS)
     a = _outputs(model.fit(X), X)

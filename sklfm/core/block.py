@@ -1,6 +1,7 @@
 """One LFM block: a velocity network, its OU step size, and its training loop."""
 
 import copy
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -16,6 +17,22 @@ from .network import VelocityMLP
 from .paths import block_target, interpolant_for
 from .progress import BlockProgress
 from .shards import LocalRows
+
+
+def without_autocast(train):
+    """`train` with a caller's autocast switched off: training keeps its own float32.
+
+    Under a bfloat16 autocast around ``fit``, a block learnt a field that pushed
+    training rows to |x| of about 9,000, and the next block diverged or trained on
+    them (benchmarks/gpu.py, item 6).
+    """
+
+    @functools.wraps(train)
+    def run(*args, **kwargs):
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            return train(*args, **kwargs)
+
+    return run
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from .block import Block, init_generator, train_block
+from .block import Block, init_generator, train_block, without_autocast
 from .progress import ChainProgress
 from .schedule import gaussian_probe, probe_fit_indices
 from .shards import LocalRows
@@ -118,6 +118,7 @@ class FlowChain(nn.Module):
         return -0.5 * (z * z).sum(dim=1) - 0.5 * d * math.log(2 * math.pi) + logdet
 
 
+@without_autocast
 def train_chain(
     data,
     schedule,

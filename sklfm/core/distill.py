@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import ode
-from .block import adam_with_cosine, init_generator
+from .block import adam_with_cosine, init_generator, without_autocast
 from .chain import chunk_rows, map_chunks
 from .network import VelocityMLP
 
@@ -138,6 +138,7 @@ def train_student(net, inputs, targets, settings, generator):
     return losses.cpu().numpy()
 
 
+@without_autocast
 def distill_chain(chain, settings, solver, generator, dtype=torch.float32, on_block_end=None):
     """Distil every block of `chain`, last (free) block first; return the students and losses.
 
