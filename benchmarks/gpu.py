@@ -76,7 +76,6 @@ Usage
 """
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -358,16 +357,15 @@ def precision(device, power, sizes, dry):
     base = out["float32"]
     for mode, r in out.items():
         if "failed" in r:
-            rows.append((f"fit in {mode} on the GPU", f"failed: {r['failed']}"))
-            continue
-        if "failed" in base:
-            rows.append((f"fit in {mode} on the GPU", f"held-out log-likelihood {r['ll']:.4f} nats per dimension"))
-            continue
-        rows.append((
-            f"fit in {mode} on the GPU",
-            f"fit {r['seconds']:.1f} s ({base['seconds'] / r['seconds']:.2f}x float32's speed); held-out "
-            f"log-likelihood {r['ll']:.4f} nats per dimension ({r['ll'] - base['ll']:+.4f} vs float32)",
-        ))
+            result = f"failed: {r['failed']}"
+        elif "failed" in base:
+            result = f"held-out log-likelihood {r['ll']:.4f} nats per dimension"
+        else:
+            result = (
+                f"fit {r['seconds']:.1f} s ({base['seconds'] / r['seconds']:.2f}x float32's speed); held-out "
+                f"log-likelihood {r['ll']:.4f} nats per dimension ({r['ll'] - base['ll']:+.4f} vs float32)"
+            )
+        rows.append((f"fit in {mode} on the GPU", result))
     return rows, out
 
 

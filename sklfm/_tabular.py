@@ -506,12 +506,13 @@ class TabularEncoder:
         E = E.copy()
         cells = np.flatnonzero(self.widths_ > 0)
         draws = _conditional_draws(E, cells, rng)
+        grid = {}  # each cell column's values at the cell midpoints (indicators among them)
         for j, draw in zip(cells, draws.T):
             copula = self._copula(j)
-            g = copula.backward(E[:, j])
-            E[:, j] = copula.forward(g + self.widths_[j] * _ranked_offsets(g, draw, rng))
+            grid[j] = copula.backward(E[:, j])
+            E[:, j] = copula.forward(grid[j] + self.widths_[j] * _ranked_offsets(grid[j], draw, rng))
         for indicator, j in self._flagged():
-            flagged = np.round(self._copula(indicator).backward(E[:, indicator])) == 1
+            flagged = np.round(grid[indicator]) == 1
             E[flagged, j] = rng.standard_normal(flagged.sum())
         return E
 
